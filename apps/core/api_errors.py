@@ -1,0 +1,16 @@
+from typing import Any
+
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from apps.core.errors import ServiceError
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus ServiceError as a 400 with a readable `detail` (and the field, when known)."""
+    if isinstance(exc, ServiceError):
+        body: dict[str, Any] = {"detail": exc.message}
+        if exc.field:
+            body["field"] = exc.field
+        return Response(body, status=400)
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,248 @@
+"""Dashboard pages: parse input, call one service or selector, render."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from apps.core import selectors
+from apps.core.errors import ServiceError
+from apps.core.forms import JobStartForm, PromptEditForm, PromptLabelForm, PromptPreviewForm, PromptTemplateForm
+from apps.core.health import run_checks
+from apps.core.models import JobStatus, ModelVersion, PromptTemplate, TrainingJob
+from apps.core.services import jobs as job_services
+from apps.core.services import prompts as prompt_services
+from apps.core.services import registry as registry_services
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks = run_checks()
+    ok = all(c.ok for c in checks)
+    body = {"status": "ok" if ok else "fail", "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks}}
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    context = {
+        "running": selectors.jobs_list(status=JobStatus.RUNNING)[:5],
+        "recent": selectors.jobs_list()[:5],
+        "active_models": ModelVersion.objects.filter(is_active=True),
+        "checks": run_checks(),
+    }
+    return render(request, "core/dashboard.html", context)
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+@login_required
+@permission_required("core.view_trainingjob", raise_exception=True)
+def jobs(request: HttpRequest) -> HttpResponse:
+    form = JobStartForm()
+    if request.method == "POST":
+        if not request.user.has_perm("core.run_trainingjob"):
+            return HttpResponse("You may not start jobs.", status=403)
+        form = JobStartForm(request.POST)
+        if form.is_valid():
+            try:
+                job = job_services.job_create(
+                    kind=form.cleaned_data["kind"], params=form.cleaned_data["params"], user=request.user
+                )
+            except ServiceError as exc:
+                form.add_error("params" if exc.field != "kind" else "kind", exc.message)
+            else:
+                messages.success(request, f"Started job #{job.pk}.")
+                return redirect("core:job", pk=job.pk)
+    status = request.GET.get("status") or None
+    context = {"jobs": selectors.jobs_list(status=status)[:100], "form": form, "statuses": JobStatus.choices}
+    return render(request, "core/jobs.html", context, status=400 if form.errors else 200)
+
+
+@login_required
+@permission_required("core.view_trainingjob", raise_exception=True)
+def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(TrainingJob, pk=pk)
+    return render(request, "core/job_detail.html", {"job": job})
+
+
+@never_cache
+@login_required
+@permission_required("core.view_trainingjob", raise_exception=True)
+def job_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress fragment a job row polls while it runs (HTMX); it stops polling once finished."""
+    job = get_object_or_404(TrainingJob, pk=pk)
+    return render(request, "core/_job_progress.html", {"job": job})
+
+
+@require_POST
+@login_required
+@permission_required("core.run_trainingjob", raise_exception=True)
+def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(TrainingJob, pk=pk)
+    try:
+        job_services.job_cancel(job=job)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.info(request, f"Cancellation of job #{job.pk} requested.")
+    return redirect("core:job", pk=job.pk)
+
+
+# --- model registry -----------------------------------------------------------------------------------
+@login_required
+@permission_required("core.view_modelversion", raise_exception=True)
+def models_page(request: HttpRequest) -> HttpResponse:
+    context = {"tasks": selectors.model_versions_by_task(), "history": selectors.promotions()[:20]}
+    return render(request, "core/models.html", context)
+
+
+@require_POST
+@login_required
+@permission_required("core.promote_modelversion", raise_exception=True)
+def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion, pk=pk)
+    try:
+        registry_services.model_version_promote(version=version, user=request.user)  # type: ignore[arg-type]
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{version} is now active.")
+    return redirect("core:models")
+
+
+@require_POST
+@login_required
+@permission_required("core.promote_modelversion", raise_exception=True)
+def model_rollback(request: HttpRequest, task: str) -> HttpResponse:
+    try:
+        version = registry_services.model_version_rollback(task=task, user=request.user)  # type: ignore[arg-type]
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Rolled back: {version} is active again.")
+    return redirect("core:models")
+
+
+# --- prompts ------------------------------------------------------------------------------------------
+@login_required
+@permission_required("core.view_prompttemplate", raise_exception=True)
+def prompts(request: HttpRequest) -> HttpResponse:
+    form = PromptTemplateForm()
+    if request.method == "POST":
+        if not request.user.has_perm("core.add_promptversion"):
+            return HttpResponse("You may not create templates.", status=403)
+        form = PromptTemplateForm(request.POST)
+        if form.is_valid():
+            try:
+                template = prompt_services.prompt_template_create(user=request.user, **form.cleaned_data)
+            except ServiceError as exc:
+                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+            else:
+                return redirect("core:prompt", name=template.name)
+    context = {"templates": selectors.prompt_templates(), "form": form}
+    return render(request, "core/prompts.html", context, status=400 if form.errors else 200)
+
+
+def _prompt_context(template: PromptTemplate, **extra: object) -> dict[str, object]:
+    versions = list(template.versions.all())
+    return {
+        "template": template,
+        "versions": versions,
+        "labels": template.labels.select_related("version", "split_version"),
+        "edit_form": PromptEditForm(initial={"body": versions[0].body if versions else ""}),
+        "preview_form": PromptPreviewForm(),
+        "label_form": PromptLabelForm(),
+        **extra,
+    }
+
+
+@login_required
+@permission_required("core.view_prompttemplate", raise_exception=True)
+def prompt_detail(request: HttpRequest, name: str) -> HttpResponse:
+    template = get_object_or_404(PromptTemplate, name=name)
+    context = _prompt_context(template)
+    if request.method == "POST":
+        if not request.user.has_perm("core.add_promptversion"):
+            return HttpResponse("You may not edit prompts.", status=403)
+        form = PromptEditForm(request.POST)
+        if form.is_valid():
+            try:
+                version = prompt_services.prompt_version_create(template=template, user=request.user, **form.cleaned_data)
+            except ServiceError as exc:
+                form.add_error("body", exc.message)
+            else:
+                messages.success(request, f"Saved version {version.number}. Labels were not moved.")
+                return redirect("core:prompt", name=template.name)
+        context["edit_form"] = form
+        return render(request, "core/prompt_detail.html", context, status=400)
+    return render(request, "core/prompt_detail.html", context)
+
+
+@login_required
+@permission_required("core.view_prompttemplate", raise_exception=True)
+def prompt_diff(request: HttpRequest, name: str) -> HttpResponse:
+    template = get_object_or_404(PromptTemplate, name=name)
+    try:
+        a, b = int(request.GET.get("a", "")), int(request.GET.get("b", ""))
+    except ValueError:
+        return HttpResponse("Give two version numbers: ?a=1&b=2", status=400)
+    old = get_object_or_404(template.versions, number=a)
+    new = get_object_or_404(template.versions, number=b)
+    lines = prompt_services.prompt_diff(old=old, new=new)
+    return render(request, "core/prompt_diff.html", {"template": template, "old": old, "new": new, "lines": lines})
+
+
+@require_POST
+@login_required
+@permission_required("core.view_prompttemplate", raise_exception=True)
+def prompt_preview(request: HttpRequest, name: str, number: int) -> HttpResponse:
+    template = get_object_or_404(PromptTemplate, name=name)
+    version = get_object_or_404(template.versions, number=number)
+    form = PromptPreviewForm(request.POST)
+    rendered, error = "", ""
+    if form.is_valid():
+        try:
+            rendered = prompt_services.prompt_preview(version=version, variables=form.cleaned_data["variables"])
+        except ServiceError as exc:
+            error = exc.message
+    else:
+        error = "; ".join(form.errors.get("variables", ["invalid variables"]))
+    return render(
+        request,
+        "core/_prompt_preview.html",
+        {"rendered": rendered, "error": error, "version": version},
+        status=400 if error else 200,
+    )
+
+
+@require_POST
+@login_required
+@permission_required("core.label_prompttemplate", raise_exception=True)
+def prompt_label(request: HttpRequest, name: str) -> HttpResponse:
+    template = get_object_or_404(PromptTemplate, name=name)
+    form = PromptLabelForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()))
+        return redirect("core:prompt", name=name)
+    data = form.cleaned_data
+    version = get_object_or_404(template.versions, number=data["version"])
+    split = get_object_or_404(template.versions, number=data["split_version"]) if data.get("split_version") else None
+    try:
+        prompt_services.prompt_label_move(
+            template=template,
+            label=data["label"],
+            version=version,
+            split_version=split,
+            split_percent=data.get("split_percent") or 0,
+            user=request.user,
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{data['label']} now points at version {version.number}.")
+    return redirect("core:prompt", name=name)

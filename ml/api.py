@@ -1,0 +1,98 @@
+"""The typed interface apps call. Plain values in, plain values and frozen dataclasses out.
+
+Everything here loads models lazily into the per-process cache, so the first call in a worker pays the load
+and later calls reuse it; a new artifact directory (a new active version) is a new cache key.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ml.artifacts import read_meta
+from ml.cache import MODELS
+from ml.classify import CLASSIFIERS, Classifier, Prediction, to_predictions
+from ml.config import load_config
+from ml.embeddings import EMBEDDERS, Embedder
+from ml.errors import ArtifactError
+from ml.packaged import resolve_model
+from ml.text import clean_texts
+from ml.training.classifier import ClassifierSpec, TrainResult, train_classifier
+from ml.training.runner import TrainingCallbacks
+
+__all__ = [
+    "ClassifierSpec",
+    "Prediction",
+    "TrainResult",
+    "classify",
+    "embed",
+    "embedder",
+    "train_classifier",
+]
+
+# Backend modules register themselves on import; importing them here would pull torch into the web process.
+_BACKEND_MODULES = {
+    "embedding": {"torch-fp32": "ml.embeddings.torch_backend", "onnx-int8": "ml.embeddings.onnx_backend"},
+    "classifier": {"torch-fp32": "ml.classify", "onnx-int8": "ml.onnx_classify"},
+}
+
+
+def _load_backend_module(kind: str, name: str) -> None:
+    module = _BACKEND_MODULES[kind].get(name)
+    if module is not None:
+        importlib.import_module(module)
+
+
+def _default_embed_backend() -> str:
+    cfg = load_config()
+    if cfg.embed_backend != "auto":
+        return cfg.embed_backend
+    return "torch-fp32"
+
+
+def embedder(backend: str | None = None, model: str | None = None) -> Embedder:
+    """The embedder for `backend` and `model` (defaults from ML_EMBED_BACKEND / ML_EMBED_MODEL), cached."""
+    cfg = load_config()
+    name = backend or _default_embed_backend()
+    path = resolve_model(model or cfg.embed_model, default=cfg.embed_model)
+    _load_backend_module("embedding", name)
+    return MODELS.get(
+        ("embedding", name, path, cfg.device),
+        lambda: EMBEDDERS.create(name, model_path=path, device=cfg.device, store=cfg.model_store),
+    )
+
+
+def embed(texts: Sequence[object], *, backend: str | None = None, model: str | None = None) -> np.ndarray:
+    """384-d (for MiniLM) L2-normalised float32 vectors for `texts`; bytes are decoded, huge texts truncated."""
+    return embedder(backend, model).encode(clean_texts(texts))
+
+
+def classifier(artifact_dir: str | Path, *, backend: str = "torch-fp32") -> Classifier:
+    """A loaded classifier for a model version's artifact directory, cached per process."""
+    path = Path(artifact_dir)
+    meta = read_meta(path)  # fails with the path named when the directory is missing or corrupt
+    if meta.kind != "sequence-classifier":
+        raise ArtifactError(f"{path} holds a {meta.kind!r} artifact, not a sequence classifier")
+    cfg = load_config()
+    _load_backend_module("classifier", backend)
+    stamp = (path / "meta.json").stat().st_mtime_ns
+    return MODELS.get(
+        ("classifier", backend, str(path.resolve()), stamp, cfg.device),
+        lambda: CLASSIFIERS.create(backend, artifact_dir=path, device=cfg.device, store=cfg.model_store),
+    )
+
+
+def classify(
+    artifact_dir: str | Path, texts: Sequence[object], *, backend: str = "torch-fp32"
+) -> list[Prediction]:
+    """Calibrated class probabilities for each text."""
+    model = classifier(artifact_dir, backend=backend)
+    return to_predictions(model.labels, model.predict_proba(clean_texts(texts)))
+
+
+def run_training(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCallbacks) -> TrainResult:
+    """Train a classifier version into `out_dir`; see `ml.training.classifier.train_classifier`."""
+    return train_classifier(spec, out_dir, callbacks)

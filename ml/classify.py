@@ -1,0 +1,89 @@
+"""Batched inference for classifiers saved by `ml.training.classifier` (calibrated probabilities)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ml.artifacts import read_meta
+from ml.errors import ArtifactError
+from ml.registry import Registry
+from ml.text import length_order
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+
+
+class Classifier(Protocol):
+    name: str
+    labels: tuple[str, ...]
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray: ...
+
+
+CLASSIFIERS: Registry[Classifier] = Registry("classifier")
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class TorchClassifier:
+    name = "torch-fp32"
+
+    def __init__(self, artifact_dir: Path, device: str = "cpu") -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        meta = read_meta(artifact_dir)
+        self.labels = meta.labels
+        self.temperature = float(meta.hyperparameters.get("temperature") or 1.0)
+        self.max_length = int(meta.hyperparameters.get("max_length") or 128)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir, local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(artifact_dir, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"cannot load classifier from {artifact_dir}: {exc}") from None
+        self.model.eval().to(device)
+        self.device = device
+
+    def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        order = length_order(texts)
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                enc = self.tokenizer(
+                    [texts[i] for i in batch],
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                ).to(self.device)
+                out[batch] = self.model(**enc).logits.float().cpu().numpy()
+        return out
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        return softmax(self.logits(texts, batch_size), self.temperature)
+
+
+@CLASSIFIERS.register("torch-fp32")
+def _create_torch(artifact_dir: Path, device: str = "cpu", **_: Any) -> TorchClassifier:
+    return TorchClassifier(artifact_dir, device=device)
+
+
+def to_predictions(labels: tuple[str, ...], probs: np.ndarray) -> list[Prediction]:
+    return [
+        Prediction(label=labels[int(row.argmax())], probabilities={lab: float(p) for lab, p in zip(labels, row)})
+        for row in probs
+    ]

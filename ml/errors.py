@@ -1,0 +1,17 @@
+"""Errors the ML core raises for expected failures. All are ValueErrors, so callers can treat them as bad input."""
+
+
+class MLError(ValueError):
+    """Base class for every expected ML failure."""
+
+
+class InvalidInput(MLError):
+    """The caller passed something the models cannot take (wrong type, no texts, bad labels)."""
+
+
+class ArtifactError(MLError):
+    """A model artifact directory is missing, incomplete or corrupt; the message names the path."""
+
+
+class Cancelled(MLError):  # noqa: N818 - it is a condition, not a fault
+    """A training run stopped because cancellation was requested."""

@@ -1,0 +1,37 @@
+"""Input hygiene shared by every entry point: bytes, huge strings, control characters."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+from ml.errors import InvalidInput
+
+# Far above any model window (512 tokens is ~3 KB of English); keeps tokenizers from chewing on megabytes.
+MAX_CHARS = 20_000
+_CONTROL = {c for c in map(chr, range(32)) if c not in "\t\n\r"} | {"\x7f"}
+
+
+def clean_text(value: object) -> str:
+    """Return `value` as a normalised str; bytes are decoded as UTF-8 with invalid sequences replaced."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        raise InvalidInput(f"expected text (str or bytes), got {type(value).__name__}")
+    text = unicodedata.normalize("NFC", value[: MAX_CHARS * 2])
+    text = "".join(" " if ch in _CONTROL else ch for ch in text)
+    # Lone surrogates cannot be encoded and crash tokenizers: replace them.
+    text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text[:MAX_CHARS]
+
+
+def clean_texts(values: Iterable[object]) -> list[str]:
+    """Clean a batch; a bare string is refused so it is not mistaken for a list of characters."""
+    if isinstance(values, str | bytes):
+        raise InvalidInput("expected a list of texts, got a single string")
+    return [clean_text(v) for v in values]
+
+
+def length_order(texts: Sequence[str]) -> list[int]:
+    """Indices of `texts` sorted by length, so each batch holds similar lengths and carries little padding."""
+    return sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -1,0 +1,1 @@
+"""Fine-tuning: one runner shape for every kind (progress, cancellation, seeds, artifacts)."""
