@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 
 
 class Source(models.Model):
@@ -232,7 +233,16 @@ class Alert(models.Model):
                 condition=~Q(status="resolved"),
                 name="one_open_alert_per_rule_scope",
                 nulls_distinct=False,
-            )
+            ),
+            # The same rule in a form every backend enforces: Django skips `nulls_distinct` where the database
+            # lacks it (SQLite, PostgreSQL < 15), and NULL entity/topic would then never collide.
+            models.UniqueConstraint(
+                "rule",
+                Coalesce("entity", Value(0)),
+                Coalesce("topic", Value(0)),
+                condition=~Q(status="resolved"),
+                name="one_open_alert_per_rule_scope_coalesced",
+            ),
         ]
 
     def __str__(self) -> str:
