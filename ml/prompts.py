@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import StrictUndefined, TemplateError, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ml.errors import InvalidInput
@@ -38,6 +38,13 @@ def fence(text: object, label: str = "untrusted") -> str:
     return f"{FENCE_OPEN} {label}\n{body}\n{FENCE_CLOSE}"
 
 
+def _default(value: object, fallback: object = "") -> object:
+    """`{{ x | default("…") }}`: the fallback when x is undefined, None or empty."""
+    if isinstance(value, Undefined) or value is None or value == "":
+        return fallback
+    return value
+
+
 def _environment() -> _NoAttributes:
     env = _NoAttributes(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.filters = {
@@ -47,7 +54,7 @@ def _environment() -> _NoAttributes:
         "trim": str.strip,
         "length": len,
         "join": lambda seq, sep="": sep.join(str(x) for x in seq),
-        "default": lambda v, d="": d if v in (None, "") else v,
+        "default": _default,
     }
     env.globals = {}
     env.tests = {"defined": lambda v: v is not None, "none": lambda v: v is None}

@@ -203,7 +203,7 @@ class PromptListView(APIView):
 class PromptDetailView(APIView):
     permission_classes = [IsAuthenticated, require("core.view_prompttemplate", "core.add_promptversion")]
 
-    @extend_schema(responses=PromptVersionSerializer(many=True))
+    @extend_schema(operation_id="prompts_retrieve", responses=PromptVersionSerializer(many=True))
     def get(self, request: Request, name: str) -> Response:
         template = get_object_or_404(PromptTemplate, name=name)
         return Response(
@@ -213,7 +213,9 @@ class PromptDetailView(APIView):
             }
         )
 
-    @extend_schema(request=PromptEditSerializer, responses={201: PromptVersionSerializer})
+    @extend_schema(
+        operation_id="prompts_versions_create", request=PromptEditSerializer, responses={201: PromptVersionSerializer}
+    )
     def post(self, request: Request, name: str) -> Response:
         template = get_object_or_404(PromptTemplate, name=name)
         data = PromptEditSerializer(data=request.data)

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.core.errors import ServiceError
+from apps.core.models import JobStatus, TrainingJob
+from apps.core.services import jobs as job_services
+from apps.core.tasks import reap_stuck_jobs, run_job
+
+pytestmark = pytest.mark.django_db
+
+
+def test_job_runs_to_success_with_progress(counting_kind, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_services.job_create(kind=counting_kind, params={"steps": 4}, user=None)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    assert (job.step, job.total_steps) == (4, 4)
+    assert job.loss == pytest.approx(0.25)
+    assert job.metrics == {"steps": 4}
+    assert job.percent == 100
+    assert job.finished_at is not None and job.attempts == 1
+
+
+def test_invalid_params_are_refused_and_nothing_is_saved(counting_kind):
+    with pytest.raises(ServiceError, match="steps must be an integer"):
+        job_services.job_create(kind=counting_kind, params={"steps": "many"}, user=None)
+    with pytest.raises(ServiceError, match="unknown job kind"):
+        job_services.job_create(kind="nope", params={}, user=None)
+    assert TrainingJob.objects.count() == 0
+
+
+def test_cancel_pending_job_is_immediate_and_never_runs(counting_kind):
+    job = job_services.job_create(kind=counting_kind, params={"steps": 2}, user=None)
+    job_services.job_cancel(job=job)
+    run_job(job.pk)  # the message arrives anyway
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert job.step == 0
+
+
+def test_cancel_running_job_stops_between_steps(counting_kind):
+    job = job_services.job_create(kind=counting_kind, params={"steps": 10, "cancel_at": 3}, user=None)
+    run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert job.step == 3
+    assert "cancelled at step 3" in job.error
+
+
+def test_cancelling_a_finished_job_is_an_error(counting_kind):
+    job = job_services.job_create(kind=counting_kind, params={"steps": 1}, user=None)
+    run_job(job.pk)
+    job.refresh_from_db()
+    with pytest.raises(ServiceError, match="already succeeded"):
+        job_services.job_cancel(job=job)
+
+
+def test_a_second_delivery_does_not_run_a_job_held_by_a_live_worker(counting_kind):
+    job = job_services.job_create(kind=counting_kind, params={"steps": 1}, user=None)
+    TrainingJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, heartbeat_at=timezone.now(), attempts=1)
+    run_job(job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING and job.attempts == 1
+
+
+def _lose_worker(job: TrainingJob, attempts: int, settings) -> None:
+    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS + 5)
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=stale, attempts=attempts, claimed_by="deadhost:4242"
+    )
+
+
+def test_reaper_requeues_a_job_whose_worker_died(counting_kind, settings, django_capture_on_commit_callbacks):
+    settings.JOB_MAX_ATTEMPTS = 2
+    job = job_services.job_create(kind=counting_kind, params={"steps": 2}, user=None)
+    _lose_worker(job, attempts=1, settings=settings)
+    counts = reap_stuck_jobs()
+    job.refresh_from_db()
+    assert counts == {"requeued": 1, "failed": 0}
+    # eager Celery ran the requeued job to completion on a second attempt
+    assert job.status == JobStatus.SUCCEEDED
+    assert job.attempts == 2
+    assert "requeued: worker deadhost:4242 stopped responding" in job.log_tail
+
+
+def test_reaper_fails_a_job_after_max_attempts_with_a_reason(counting_kind, settings):
+    settings.JOB_MAX_ATTEMPTS = 2
+    job = job_services.job_create(kind=counting_kind, params={"steps": 2}, user=None)
+    _lose_worker(job, attempts=2, settings=settings)
+    assert reap_stuck_jobs() == {"requeued": 0, "failed": 1}
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "deadhost:4242 stopped responding" in job.error
+
+
+def test_redelivered_message_reclaims_a_stale_job(counting_kind, settings):
+    job = job_services.job_create(kind=counting_kind, params={"steps": 2}, user=None)
+    _lose_worker(job, attempts=1, settings=settings)
+    run_job(job.pk)  # what the broker does after reject_on_worker_lost
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and job.attempts == 2
+
+
+def test_a_crashing_job_is_failed_with_the_error(settings):
+    from apps.core.job_kinds import _KINDS, JobKind, register_kind
+
+    def boom(job, reporter):
+        raise RuntimeError("disk full")
+
+    register_kind(JobKind("boom", "Boom", "default", lambda p: p, boom))
+    try:
+        job = job_services.job_create(kind="boom", params={}, user=None)
+        run_job(job.pk)
+    finally:
+        _KINDS.pop("boom")
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "RuntimeError: disk full" in job.error
+
+
+@pytest.mark.slow
+def test_text_classifier_job_trains_and_registers_a_model(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = job_services.job_create(
+            kind="text_classifier",
+            params={"dataset": "tfns", "method": "lora", "max_examples": 60, "max_steps": 3},
+            user=None,
+        )
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.total_steps == 3 and job.step == 3
+    from apps.core.models import ModelVersion
+
+    version = ModelVersion.objects.get(pk=job.result["model_version_id"])
+    assert version.is_active  # the first version of a task becomes active
+    assert version.meta["labels"] == ["negative", "neutral", "positive"]
+    assert len(version.meta["data"]["twitter_financial_news_sentiment/sent_train.csv"]) == 64
+    assert "val_accuracy" in version.metrics

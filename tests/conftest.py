@@ -1,0 +1,79 @@
+"""Shared fixtures: an isolated model store, eager Celery for unit tests, users per role, real models once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    services = bool(os.environ.get("REDIS_URL")) and os.environ.get("DATABASE_URL", "").startswith("postgres")
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except ImportError:
+        cuda = False
+    for item in items:
+        if "services" in item.keywords and not services:
+            item.add_marker(pytest.mark.skip(reason="needs DATABASE_URL=postgres://… and REDIS_URL"))
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA"))
+
+
+@pytest.fixture(autouse=True)
+def model_store(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test writes artifacts to its own temporary model store."""
+    store = tmp_path / "models"
+    store.mkdir()
+    settings.MODEL_STORE = store
+    monkeypatch.setenv("MODEL_STORE", str(store))
+    return store
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    """Password hashing is deliberately slow; tests make many users."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def eager_celery(settings: Any) -> Iterator[None]:
+    """Unit tests run tasks in-process; the product itself always uses worker processes."""
+    from apps.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def make_user(db: None) -> Any:
+    from django.contrib.auth.models import Group, User
+
+    from apps.core.roles import ensure_roles
+
+    def make(role: str | None, username: str | None = None) -> User:
+        ensure_roles()
+        user = User.objects.create_user(username=username or f"user-{role or 'none'}", password="pw-123456789")
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def minilm_embedder() -> Any:
+    """The real packaged all-MiniLM-L6-v2 on torch fp32, loaded once for the session."""
+    from ml.api import embedder
+
+    return embedder("torch-fp32")

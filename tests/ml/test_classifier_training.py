@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml.api import ClassifierSpec, classify, run_training
+from ml.datasets import load_tfns, stratified_sample
+from ml.errors import ArtifactError, Cancelled, InvalidInput
+from ml.training.classifier import stratified_split
+from ml.training.runner import Progress, SilentCallbacks
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+pytestmark = pytest.mark.slow
+
+
+class Recorder(SilentCallbacks):
+    def __init__(self, stop_at: int = 0) -> None:
+        self.events: list[Progress] = []
+        self.stop_at = stop_at
+
+    def on_progress(self, progress: Progress) -> None:
+        self.events.append(progress)
+
+    def should_stop(self) -> bool:
+        return bool(self.stop_at) and len(self.events) >= self.stop_at
+
+
+@pytest.fixture(scope="module")
+def tweets():
+    return stratified_sample(load_tfns(DATA / "twitter_financial_news_sentiment" / "sent_train.csv"), 90, seed=1)
+
+
+@pytest.fixture(scope="module")
+def trained(tweets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clf")
+    spec = ClassifierSpec(task="t", texts=tweets.texts, labels=tweets.labels, method="lora", max_steps=4, batch_size=8)
+    recorder = Recorder()
+    result = run_training(spec, out, recorder)
+    return result, recorder
+
+
+def test_training_reports_progress_and_writes_a_complete_artifact(trained):
+    result, recorder = trained
+    assert [e.step for e in recorder.events] == [1, 2, 3, 4]
+    assert all(e.total == 4 and e.loss is not None for e in recorder.events)
+    assert recorder.events[-1].eta_seconds == 0
+    for name in ("meta.json", "config.json", "model.safetensors", "tokenizer.json"):
+        assert (result.artifact_dir / name).is_file()
+    assert result.meta.labels == ("negative", "neutral", "positive")
+    assert result.meta.hyperparameters["method"] == "lora"
+    assert 0.05 < result.metrics["temperature"] < 20
+
+
+def test_calibrated_probabilities_from_the_saved_model(trained):
+    result, _ = trained
+    preds = classify(result.artifact_dir, ["Stock plunges after profit warning", "", b"\xff", "🚀" * 5000])
+    assert len(preds) == 4
+    for p in preds:
+        assert set(p.probabilities) == {"negative", "neutral", "positive"}
+        assert sum(p.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert p.label == max(p.probabilities, key=p.probabilities.get)
+
+
+def test_same_seed_same_model(tweets, tmp_path):
+    spec = ClassifierSpec(task="t", texts=tweets.texts[:40], labels=tweets.labels[:40], max_steps=2, batch_size=8)
+    a = run_training(spec, tmp_path / "a", SilentCallbacks())
+    b = run_training(spec, tmp_path / "b", SilentCallbacks())
+    pa = classify(a.artifact_dir, ["Revenue beat expectations"])[0].probabilities
+    pb = classify(b.artifact_dir, ["Revenue beat expectations"])[0].probabilities
+    assert np.allclose(list(pa.values()), list(pb.values()), atol=1e-5)
+
+
+def test_cancellation_between_steps(tweets, tmp_path):
+    spec = ClassifierSpec(task="t", texts=tweets.texts, labels=tweets.labels, max_steps=10, batch_size=8)
+    with pytest.raises(Cancelled, match="cancelled at step 2"):
+        run_training(spec, tmp_path / "c", Recorder(stop_at=2))
+    assert not (tmp_path / "c" / "meta.json").exists()
+
+
+def test_bad_training_input_is_refused(tmp_path):
+    with pytest.raises(InvalidInput, match="2 texts but 1 labels"):
+        run_training(ClassifierSpec(task="t", texts=("a", "b"), labels=("x",)), tmp_path, SilentCallbacks())
+    with pytest.raises(InvalidInput, match="at least two classes"):
+        run_training(ClassifierSpec(task="t", texts=("a", "b"), labels=("x", "x")), tmp_path, SilentCallbacks())
+
+
+def test_classify_on_a_missing_artifact_names_the_path(tmp_path):
+    with pytest.raises(ArtifactError, match=str(tmp_path / "gone")):
+        classify(tmp_path / "gone", ["x"])
+
+
+def test_validation_split_is_stratified_and_deterministic():
+    labels = ["a"] * 50 + ["b"] * 10
+    train, val = stratified_split(labels, 0.2, seed=3)
+    assert sorted(train + val) == list(range(60))
+    assert sum(labels[i] == "b" for i in val) == 2
+    assert stratified_split(labels, 0.2, seed=3) == (train, val)
