@@ -29,7 +29,9 @@ def _secret_key() -> str:
     key = os.environ.get("DJANGO_SECRET_KEY")
     if key is not None:
         if len(key) < 50 or len(set(key)) < 5:
-            raise ImproperlyConfigured("DJANGO_SECRET_KEY must be at least 50 characters with 5 distinct ones")
+            raise ImproperlyConfigured(
+                "DJANGO_SECRET_KEY must be at least 50 characters with 5 distinct ones"
+            )
         return key
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0")
@@ -257,7 +259,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # --- Mail ---------------------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)

@@ -49,7 +49,9 @@ class TorchClassifier:
         self.max_length = int(meta.hyperparameters.get("max_length") or 128)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir, local_files_only=True)
-            self.model = AutoModelForSequenceClassification.from_pretrained(artifact_dir, local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                artifact_dir, local_files_only=True
+            )
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"cannot load classifier from {artifact_dir}: {exc}") from None
         self.model.eval().to(device)
@@ -84,6 +86,9 @@ def _create_torch(artifact_dir: Path, device: str = "cpu", **_: Any) -> TorchCla
 
 def to_predictions(labels: tuple[str, ...], probs: np.ndarray) -> list[Prediction]:
     return [
-        Prediction(label=labels[int(row.argmax())], probabilities={lab: float(p) for lab, p in zip(labels, row)})
+        Prediction(
+            label=labels[int(row.argmax())],
+            probabilities={lab: float(p) for lab, p in zip(labels, row, strict=True)},
+        )
         for row in probs
     ]

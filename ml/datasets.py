@@ -51,7 +51,9 @@ def _read_csv(path: Path, text_col: str, label_col: str) -> tuple[list[str], lis
         with _require(path).open(encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
             if not reader.fieldnames or {text_col, label_col} - set(reader.fieldnames):
-                raise InvalidInput(f"{path} needs columns {text_col!r} and {label_col!r}, has {reader.fieldnames}")
+                raise InvalidInput(
+                    f"{path} needs columns {text_col!r} and {label_col!r}, has {reader.fieldnames}"
+                )
             rows = [(r[text_col] or "", r[label_col] or "") for r in reader]
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path} is not UTF-8: {exc}") from None

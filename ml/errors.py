@@ -13,5 +13,5 @@ class ArtifactError(MLError):
     """A model artifact directory is missing, incomplete or corrupt; the message names the path."""
 
 
-class Cancelled(MLError):  # noqa: N818 - it is a condition, not a fault
+class Cancelled(MLError):
     """A training run stopped because cancellation was requested."""

@@ -72,7 +72,9 @@ def _plain(value: object, path: str = "variables") -> object:
         return {str(k): _plain(v, f"{path}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    raise InvalidInput(f"{path}: templates take plain data only (str, numbers, lists, dicts), got {type(value).__name__}")
+    raise InvalidInput(
+        f"{path}: templates take plain data only (str, numbers, lists, dicts), got {type(value).__name__}"
+    )
 
 
 def check_template(body: str) -> set[str]:

@@ -63,7 +63,9 @@ def make_user(db: None) -> Any:
 
     def make(role: str | None, username: str | None = None) -> User:
         ensure_roles()
-        user = User.objects.create_user(username=username or f"user-{role or 'none'}", password="pw-123456789")
+        user = User.objects.create_user(
+            username=username or f"user-{role or 'none'}", password="pw-123456789"
+        )
         if role:
             user.groups.add(Group.objects.get(name=role))
         return user

@@ -39,9 +39,25 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingJob
         fields = [
-            "id", "kind", "params", "status", "step", "total_steps", "percent", "loss", "eta_seconds",
-            "metrics", "result", "log_tail", "error", "cancel_requested", "attempts", "created_by",
-            "created_at", "started_at", "finished_at",
+            "id",
+            "kind",
+            "params",
+            "status",
+            "step",
+            "total_steps",
+            "percent",
+            "loss",
+            "eta_seconds",
+            "metrics",
+            "result",
+            "log_tail",
+            "error",
+            "cancel_requested",
+            "attempts",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
         read_only_fields = fields
 
@@ -56,8 +72,18 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "task", "version", "is_active", "metrics", "meta", "artifact_dir", "promoted_by",
-                  "promoted_at", "created_at"]
+        fields = [
+            "id",
+            "task",
+            "version",
+            "is_active",
+            "metrics",
+            "meta",
+            "artifact_dir",
+            "promoted_by",
+            "promoted_at",
+            "created_at",
+        ]
         read_only_fields = fields
 
 
@@ -114,7 +140,9 @@ class LabelMoveSerializer(serializers.Serializer):
 class RenderSerializer(serializers.Serializer):
     variables = serializers.DictField(required=False, default=dict)
     version = serializers.IntegerField(min_value=1, required=False)
-    label = serializers.ChoiceField(choices=PromptLabel.Name.values, required=False, default="production")
+    label = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=PromptLabel.Name.values, required=False, default="production"
+    )
 
 
 # --- jobs ---------------------------------------------------------------------------------------------
@@ -123,7 +151,9 @@ class JobListView(APIView):
 
     @extend_schema(responses=JobSerializer(many=True))
     def get(self, request: Request) -> Response:
-        qs = selectors.jobs_list(status=request.query_params.get("status"), kind=request.query_params.get("kind"))
+        qs = selectors.jobs_list(
+            status=request.query_params.get("status"), kind=request.query_params.get("kind")
+        )
         return Response(JobSerializer(qs[:200], many=True).data)
 
     @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
@@ -180,7 +210,9 @@ class ModelRollbackView(APIView):
     def post(self, request: Request) -> Response:
         data = RollbackSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        version = registry_services.model_version_rollback(task=data.validated_data["task"], user=request.user)
+        version = registry_services.model_version_rollback(
+            task=data.validated_data["task"], user=request.user
+        )
         return Response(ModelVersionSerializer(version).data)
 
 
@@ -214,13 +246,17 @@ class PromptDetailView(APIView):
         )
 
     @extend_schema(
-        operation_id="prompts_versions_create", request=PromptEditSerializer, responses={201: PromptVersionSerializer}
+        operation_id="prompts_versions_create",
+        request=PromptEditSerializer,
+        responses={201: PromptVersionSerializer},
     )
     def post(self, request: Request, name: str) -> Response:
         template = get_object_or_404(PromptTemplate, name=name)
         data = PromptEditSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        version = prompt_services.prompt_version_create(template=template, user=request.user, **data.validated_data)
+        version = prompt_services.prompt_version_create(
+            template=template, user=request.user, **data.validated_data
+        )
         return Response(PromptVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -234,7 +270,9 @@ class PromptLabelView(APIView):
         data.is_valid(raise_exception=True)
         version = get_object_or_404(PromptVersion, template=template, number=data.validated_data["version"])
         split_number = data.validated_data.get("split_version")
-        split = get_object_or_404(PromptVersion, template=template, number=split_number) if split_number else None
+        split = (
+            get_object_or_404(PromptVersion, template=template, number=split_number) if split_number else None
+        )
         obj = prompt_services.prompt_label_move(
             template=template,
             label=label,

@@ -29,7 +29,7 @@ def _json_object(raw: str) -> dict[str, object]:
     except json.JSONDecodeError as exc:
         raise forms.ValidationError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
     if not isinstance(value, dict):
-        raise forms.ValidationError("must be a JSON object, like {\"name\": \"value\"}")
+        raise forms.ValidationError('must be a JSON object, like {"name": "value"}')
     return value
 
 

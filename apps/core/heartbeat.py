@@ -41,7 +41,9 @@ def start_heartbeat_thread(*, hostname: str, queues: list[str]) -> None:
         return
     stop = threading.Event()
     _threads[hostname] = stop
-    threading.Thread(target=_loop, args=(hostname, queues, stop), name=f"heartbeat-{hostname}", daemon=True).start()
+    threading.Thread(
+        target=_loop, args=(hostname, queues, stop), name=f"heartbeat-{hostname}", daemon=True
+    ).start()
 
 
 def stop_heartbeat_thread(*, hostname: str) -> None:

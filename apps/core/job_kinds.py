@@ -29,7 +29,11 @@ class JobReporter:
         from apps.core.services.jobs import job_progress
 
         self._cancel = job_progress(
-            job=self.job, step=progress.step, total=progress.total, loss=progress.loss, eta_seconds=progress.eta_seconds
+            job=self.job,
+            step=progress.step,
+            total=progress.total,
+            loss=progress.loss,
+            eta_seconds=progress.eta_seconds,
         )
 
     def should_stop(self) -> bool:
@@ -70,7 +74,9 @@ def get_kind(name: str) -> JobKind:
     try:
         return _KINDS[name]
     except KeyError:
-        raise ServiceError(f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}", field="kind") from None
+        raise ServiceError(
+            f"unknown job kind {name!r}; known: {', '.join(sorted(_KINDS))}", field="kind"
+        ) from None
 
 
 def all_kinds() -> list[JobKind]:
@@ -123,11 +129,10 @@ def validate_text_classifier(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_text_classifier(job: TrainingJob, reporter: JobReporter) -> JobOutcome:
+    from apps.core.services.registry import model_version_register
     from ml import datasets
     from ml.api import ClassifierSpec, run_training
     from ml.artifacts import new_version_dir
-
-    from apps.core.services.registry import model_version_register
 
     p = job.params
     rel, loader = DATASETS[p["dataset"]]
@@ -147,8 +152,13 @@ def run_text_classifier(job: TrainingJob, reporter: JobReporter) -> JobOutcome:
     version = model_version_register(task=p["task"], artifact_dir=result.artifact_dir, job=job)
     return JobOutcome(
         metrics=result.metrics,
-        result={"model_version_id": version.pk, "task": version.task, "version": version.version,
-                "artifact_dir": str(result.artifact_dir), "active": version.is_active},
+        result={
+            "model_version_id": version.pk,
+            "task": version.task,
+            "version": version.version,
+            "artifact_dir": str(result.artifact_dir),
+            "active": version.is_active,
+        },
     )
 
 

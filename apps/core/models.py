@@ -85,7 +85,9 @@ class ModelVersion(models.Model):
         ordering = ["task", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["task", "version"], name="model_version_unique"),
-            models.UniqueConstraint(fields=["task"], condition=Q(is_active=True), name="one_active_model_per_task"),
+            models.UniqueConstraint(
+                fields=["task"], condition=Q(is_active=True), name="one_active_model_per_task"
+            ),
         ]
         permissions = [("promote_modelversion", "Can promote and roll back model versions")]
 
@@ -107,6 +109,9 @@ class ModelPromotion(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.task} v{self.version.version}"
 
 
 class PromptTemplate(models.Model):
@@ -183,6 +188,9 @@ class PromptLabelEvent(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.label} -> v{self.to_version.number}"
 
 
 class WorkerHeartbeat(models.Model):

@@ -11,7 +11,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.core import selectors
 from apps.core.errors import ServiceError
-from apps.core.forms import JobStartForm, PromptEditForm, PromptLabelForm, PromptPreviewForm, PromptTemplateForm
+from apps.core.forms import (
+    JobStartForm,
+    PromptEditForm,
+    PromptLabelForm,
+    PromptPreviewForm,
+    PromptTemplateForm,
+)
 from apps.core.health import run_checks
 from apps.core.models import JobStatus, ModelVersion, PromptTemplate, TrainingJob
 from apps.core.services import jobs as job_services
@@ -24,7 +30,10 @@ from apps.core.services import registry as registry_services
 def healthz(request: HttpRequest) -> JsonResponse:
     checks = run_checks()
     ok = all(c.ok for c in checks)
-    body = {"status": "ok" if ok else "fail", "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks}}
+    body = {
+        "status": "ok" if ok else "fail",
+        "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
+    }
     return JsonResponse(body, status=200 if ok else 503)
 
 
@@ -107,7 +116,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
 def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion, pk=pk)
     try:
-        registry_services.model_version_promote(version=version, user=request.user)  # type: ignore[arg-type]
+        registry_services.model_version_promote(version=version, user=request.user)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -120,7 +129,7 @@ def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("core.promote_modelversion", raise_exception=True)
 def model_rollback(request: HttpRequest, task: str) -> HttpResponse:
     try:
-        version = registry_services.model_version_rollback(task=task, user=request.user)  # type: ignore[arg-type]
+        version = registry_services.model_version_rollback(task=task, user=request.user)
     except ServiceError as exc:
         messages.error(request, exc.message)
     else:
@@ -172,7 +181,9 @@ def prompt_detail(request: HttpRequest, name: str) -> HttpResponse:
         form = PromptEditForm(request.POST)
         if form.is_valid():
             try:
-                version = prompt_services.prompt_version_create(template=template, user=request.user, **form.cleaned_data)
+                version = prompt_services.prompt_version_create(
+                    template=template, user=request.user, **form.cleaned_data
+                )
             except ServiceError as exc:
                 form.add_error("body", exc.message)
             else:
@@ -194,7 +205,9 @@ def prompt_diff(request: HttpRequest, name: str) -> HttpResponse:
     old = get_object_or_404(template.versions, number=a)
     new = get_object_or_404(template.versions, number=b)
     lines = prompt_services.prompt_diff(old=old, new=new)
-    return render(request, "core/prompt_diff.html", {"template": template, "old": old, "new": new, "lines": lines})
+    return render(
+        request, "core/prompt_diff.html", {"template": template, "old": old, "new": new, "lines": lines}
+    )
 
 
 @require_POST
@@ -207,11 +220,13 @@ def prompt_preview(request: HttpRequest, name: str, number: int) -> HttpResponse
     rendered, error = "", ""
     if form.is_valid():
         try:
-            rendered = prompt_services.prompt_preview(version=version, variables=form.cleaned_data["variables"])
+            rendered = prompt_services.prompt_preview(
+                version=version, variables=form.cleaned_data["variables"]
+            )
         except ServiceError as exc:
             error = exc.message
     else:
-        error = "; ".join(form.errors.get("variables", ["invalid variables"]))
+        error = "; ".join(str(e) for e in form.errors.get("variables", ["invalid variables"]))
     return render(
         request,
         "core/_prompt_preview.html",
@@ -227,11 +242,15 @@ def prompt_label(request: HttpRequest, name: str) -> HttpResponse:
     template = get_object_or_404(PromptTemplate, name=name)
     form = PromptLabelForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {', '.join(v)}" for k, v in form.errors.items()))
+        messages.error(request, "; ".join(f"{k}: {', '.join(str(e) for e in v)}" for k, v in form.errors.items()))
         return redirect("core:prompt", name=name)
     data = form.cleaned_data
     version = get_object_or_404(template.versions, number=data["version"])
-    split = get_object_or_404(template.versions, number=data["split_version"]) if data.get("split_version") else None
+    split = (
+        get_object_or_404(template.versions, number=data["split_version"])
+        if data.get("split_version")
+        else None
+    )
     try:
         prompt_services.prompt_label_move(
             template=template,

@@ -29,13 +29,17 @@ class Recorder(SilentCallbacks):
 
 @pytest.fixture(scope="module")
 def tweets():
-    return stratified_sample(load_tfns(DATA / "twitter_financial_news_sentiment" / "sent_train.csv"), 90, seed=1)
+    return stratified_sample(
+        load_tfns(DATA / "twitter_financial_news_sentiment" / "sent_train.csv"), 90, seed=1
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tweets, tmp_path_factory):
     out = tmp_path_factory.mktemp("clf")
-    spec = ClassifierSpec(task="t", texts=tweets.texts, labels=tweets.labels, method="lora", max_steps=4, batch_size=8)
+    spec = ClassifierSpec(
+        task="t", texts=tweets.texts, labels=tweets.labels, method="lora", max_steps=4, batch_size=8
+    )
     recorder = Recorder()
     result = run_training(spec, out, recorder)
     return result, recorder
@@ -64,7 +68,9 @@ def test_calibrated_probabilities_from_the_saved_model(trained):
 
 
 def test_same_seed_same_model(tweets, tmp_path):
-    spec = ClassifierSpec(task="t", texts=tweets.texts[:40], labels=tweets.labels[:40], max_steps=2, batch_size=8)
+    spec = ClassifierSpec(
+        task="t", texts=tweets.texts[:40], labels=tweets.labels[:40], max_steps=2, batch_size=8
+    )
     a = run_training(spec, tmp_path / "a", SilentCallbacks())
     b = run_training(spec, tmp_path / "b", SilentCallbacks())
     pa = classify(a.artifact_dir, ["Revenue beat expectations"])[0].probabilities
@@ -83,7 +89,9 @@ def test_bad_training_input_is_refused(tmp_path):
     with pytest.raises(InvalidInput, match="2 texts but 1 labels"):
         run_training(ClassifierSpec(task="t", texts=("a", "b"), labels=("x",)), tmp_path, SilentCallbacks())
     with pytest.raises(InvalidInput, match="at least two classes"):
-        run_training(ClassifierSpec(task="t", texts=("a", "b"), labels=("x", "x")), tmp_path, SilentCallbacks())
+        run_training(
+            ClassifierSpec(task="t", texts=("a", "b"), labels=("x", "x")), tmp_path, SilentCallbacks()
+        )
 
 
 def test_classify_on_a_missing_artifact_names_the_path(tmp_path):

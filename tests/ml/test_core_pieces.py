@@ -22,7 +22,12 @@ def test_meta_round_trip_records_code_version_and_time(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "meta.json is missing"), ("{broken", "not valid JSON"), ("[]", "JSON object"), ('{"task": "t"}', "lacks")],
+    [
+        (None, "meta.json is missing"),
+        ("{broken", "not valid JSON"),
+        ("[]", "JSON object"),
+        ('{"task": "t"}', "lacks"),
+    ],
 )
 def test_corrupt_or_missing_artifact_names_the_path(tmp_path, content, message):
     if content is not None:

@@ -18,7 +18,11 @@ def test_packaged_minilm_gives_384d_unit_vectors(minilm_embedder):
 
 def test_similar_sentences_are_closer_than_unrelated_ones(minilm_embedder):
     a, b, c = minilm_embedder.encode(
-        ["My card still hasn't arrived", "When will my new card be delivered?", "Oil prices rose sharply today"]
+        [
+            "My card still hasn't arrived",
+            "When will my new card be delivered?",
+            "Oil prices rose sharply today",
+        ]
     )
     assert float(a @ b) > float(a @ c) + 0.2
 

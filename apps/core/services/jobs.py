@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -25,13 +25,15 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def job_create(*, kind: str, params: dict[str, Any], user: AbstractBaseUser | AnonymousUser | None) -> TrainingJob:
+def job_create(
+    *, kind: str, params: dict[str, Any], user: User | AnonymousUser | None
+) -> TrainingJob:
     """Validate the parameters for `kind`, store a PENDING job and enqueue it once the row is committed."""
     from apps.core.job_kinds import get_kind
 
     job_kind = get_kind(kind)
     clean = job_kind.validate(params)
-    creator = user if user is not None and user.is_authenticated else None
+    creator = user if isinstance(user, User) else None
     with transaction.atomic():
         job = TrainingJob.objects.create(kind=kind, params=clean, created_by=creator)
         transaction.on_commit(lambda: job_enqueue(job=job))
@@ -142,9 +144,9 @@ def jobs_reap_stuck() -> dict[str, int]:
             job_fail(job=job, reason=reason)
             failed += 1
             continue
-        reset = TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, heartbeat_at__lt=stale).update(
-            status=JobStatus.PENDING, claimed_by=""
-        )
+        reset = TrainingJob.objects.filter(
+            pk=job.pk, status=JobStatus.RUNNING, heartbeat_at__lt=stale
+        ).update(status=JobStatus.PENDING, claimed_by="")
         if reset:
             job_log(job=job, line=f"requeued: worker {job.claimed_by} stopped responding")
             job_enqueue(job=job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import Max
 
@@ -15,8 +15,8 @@ from ml.errors import MLError
 from ml.prompts import check_template, render
 
 
-def _user(user: AbstractBaseUser | AnonymousUser | None) -> AbstractBaseUser | None:
-    return user if user is not None and user.is_authenticated else None  # type: ignore[return-value]
+def _user(user: User | AnonymousUser | None) -> User | None:
+    return user if isinstance(user, User) else None
 
 
 def _check(body: str) -> None:
@@ -28,7 +28,7 @@ def _check(body: str) -> None:
 
 @transaction.atomic
 def prompt_template_create(
-    *, name: str, body: str, description: str = "", user: AbstractBaseUser | AnonymousUser | None
+    *, name: str, body: str, description: str = "", user: User | AnonymousUser | None
 ) -> PromptTemplate:
     """A new template with version 1, labelled production and staging."""
     _check(body)
@@ -43,7 +43,7 @@ def prompt_template_create(
 
 @transaction.atomic
 def prompt_version_create(
-    *, template: PromptTemplate, body: str, note: str = "", user: AbstractBaseUser | AnonymousUser | None
+    *, template: PromptTemplate, body: str, note: str = "", user: User | AnonymousUser | None
 ) -> PromptVersion:
     """Editing a template: a new immutable version. Labels stay where they were until moved."""
     _check(body)
@@ -63,7 +63,7 @@ def prompt_label_move(
     template: PromptTemplate,
     label: str,
     version: PromptVersion,
-    user: AbstractBaseUser | AnonymousUser | None,
+    user: User | AnonymousUser | None,
     split_version: PromptVersion | None = None,
     split_percent: int = 0,
 ) -> PromptLabel:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -43,7 +43,7 @@ def model_version_register(
 
 @transaction.atomic
 def model_version_promote(
-    *, version: ModelVersion, user: AbstractBaseUser | None, action: str = "promote"
+    *, version: ModelVersion, user: User | AnonymousUser | None, action: str = "promote"
 ) -> ModelVersion:
     """Make `version` the active one for its task, recording who did it and what it replaced."""
     try:
@@ -57,7 +57,7 @@ def model_version_promote(
     if previous is not None:
         ModelVersion.objects.filter(pk=previous.pk).update(is_active=False)
     version.is_active = True
-    version.promoted_by = user if user is not None and user.is_authenticated else None
+    version.promoted_by = user if isinstance(user, User) else None
     version.promoted_at = timezone.now()
     version.save(update_fields=["is_active", "promoted_by", "promoted_at"])
     ModelPromotion.objects.create(
@@ -67,7 +67,7 @@ def model_version_promote(
 
 
 @transaction.atomic
-def model_version_rollback(*, task: str, user: AbstractBaseUser | None) -> ModelVersion:
+def model_version_rollback(*, task: str, user: User | AnonymousUser | None) -> ModelVersion:
     """Re-activate the version that was active before the current one."""
     last = ModelPromotion.objects.select_for_update().filter(task=task).first()
     if last is None or last.previous is None:

@@ -46,14 +46,23 @@ def test_malformed_json_is_a_400(api):
 
 
 def test_prompt_lifecycle_over_the_api(api):
-    created = api.post("/api/prompts/", {"name": "faq", "body": "Q: {{ q }}"}, content_type="application/json")
+    created = api.post(
+        "/api/prompts/", {"name": "faq", "body": "Q: {{ q }}"}, content_type="application/json"
+    )
     assert created.status_code == 201
-    assert {lab["name"]: lab["version"] for lab in created.json()["labels"]} == {"production": 1, "staging": 1}
+    assert {lab["name"]: lab["version"] for lab in created.json()["labels"]} == {
+        "production": 1,
+        "staging": 1,
+    }
     v2 = api.post("/api/prompts/faq/", {"body": "Question: {{ q }}"}, content_type="application/json")
     assert v2.status_code == 201 and v2.json()["number"] == 2
     moved = api.post("/api/prompts/faq/labels/staging/", {"version": 2}, content_type="application/json")
     assert moved.status_code == 200
-    staged = api.post("/api/prompts/faq/render/", {"label": "staging", "variables": {"q": "hi"}}, content_type="application/json")
+    staged = api.post(
+        "/api/prompts/faq/render/",
+        {"label": "staging", "variables": {"q": "hi"}},
+        content_type="application/json",
+    )
     assert staged.json() == {"version": 2, "text": "Question: hi"}
     prod = api.post("/api/prompts/faq/render/", {"variables": {"q": "hi"}}, content_type="application/json")
     assert prod.json() == {"version": 1, "text": "Q: hi"}
@@ -70,7 +79,9 @@ def test_bad_prompt_bodies_are_400_and_nothing_is_saved(api):
 
 def test_job_can_be_started_read_and_cancelled_over_the_api(api, settings):
     response = api.post(
-        "/api/jobs/", {"kind": "text_classifier", "params": {"max_examples": 50}}, content_type="application/json"
+        "/api/jobs/",
+        {"kind": "text_classifier", "params": {"max_examples": 50}},
+        content_type="application/json",
     )
     assert response.status_code == 201
     job = response.json()

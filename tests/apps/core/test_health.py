@@ -24,7 +24,13 @@ def test_healthy_when_every_queue_has_a_live_worker(client):
     assert response.status_code == 200, body
     assert body["status"] == "ok"
     assert set(body["checks"]) == {
-        "database", "broker", "worker:default", "worker:inference", "worker:training", "beat", "model_store"
+        "database",
+        "broker",
+        "worker:default",
+        "worker:inference",
+        "worker:training",
+        "beat",
+        "model_store",
     }
 
 

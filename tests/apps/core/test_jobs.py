@@ -61,7 +61,9 @@ def test_cancelling_a_finished_job_is_an_error(counting_kind):
 
 def test_a_second_delivery_does_not_run_a_job_held_by_a_live_worker(counting_kind):
     job = job_services.job_create(kind=counting_kind, params={"steps": 1}, user=None)
-    TrainingJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, heartbeat_at=timezone.now(), attempts=1)
+    TrainingJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.RUNNING, heartbeat_at=timezone.now(), attempts=1
+    )
     run_job(job.pk)
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING and job.attempts == 1

@@ -45,8 +45,6 @@ def users(make_user):
     return made
 
 
-
-
 def _status(client, url, method, user, api):
     if user is not None:
         if api:

@@ -9,7 +9,9 @@ from apps.core.services import prompts as svc
 
 pytestmark = pytest.mark.django_db
 
-BODY = "Answer {{ customer }} using:\n{% for p in passages %}- {{ p.text }}\n{% endfor %}{{ question | fence }}"
+BODY = (
+    "Answer {{ customer }} using:\n{% for p in passages %}- {{ p.text }}\n{% endfor %}{{ question | fence }}"
+)
 
 
 @pytest.fixture
@@ -51,7 +53,11 @@ def test_rendering_fences_untrusted_text_and_blocks_attributes(template):
     version = template.versions.get()
     text = svc.prompt_preview(
         version=version,
-        variables={"customer": "Ann", "passages": [{"text": "Cards arrive in 5 days."}], "question": "Where is it?"},
+        variables={
+            "customer": "Ann",
+            "passages": [{"text": "Cards arrive in 5 days."}],
+            "question": "Where is it?",
+        },
     )
     assert "- Cards arrive in 5 days." in text
     assert "<<<DATA untrusted\nWhere is it?\nDATA>>>" in text
@@ -75,16 +81,22 @@ def test_diff_shows_changed_lines(template):
 def test_traffic_split_is_stable_per_key_and_near_the_percentage(template):
     v2 = svc.prompt_version_create(template=template, body=BODY + "!", user=None)
     v1 = template.versions.get(number=1)
-    svc.prompt_label_move(template=template, label="production", version=v1, split_version=v2, split_percent=30, user=None)
+    svc.prompt_label_move(
+        template=template, label="production", version=v1, split_version=v2, split_percent=30, user=None
+    )
     picks = [svc.prompt_resolve(template_name="support-answer", key=f"conv-{i}").number for i in range(2000)]
     share = picks.count(2) / len(picks)
     assert 0.25 < share < 0.35
-    assert all(svc.prompt_resolve(template_name="support-answer", key="conv-7").number == picks[7] for _ in range(5))
+    assert all(
+        svc.prompt_resolve(template_name="support-answer", key="conv-7").number == picks[7] for _ in range(5)
+    )
 
 
 def test_split_needs_two_versions_and_a_valid_percent(template):
     v1 = template.versions.get()
     with pytest.raises(ServiceError, match="two different versions"):
-        svc.prompt_label_move(template=template, label="production", version=v1, split_version=v1, split_percent=10, user=None)
+        svc.prompt_label_move(
+            template=template, label="production", version=v1, split_version=v1, split_percent=10, user=None
+        )
     with pytest.raises(ServiceError, match="unknown label"):
         svc.prompt_label_move(template=template, label="canary", version=v1, user=None)

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.django_db
 
 def _artifact(store: Path, name: str, accuracy: float) -> Path:
     path = store / "demo" / name
-    write_meta(path, ArtifactMeta(task="demo", kind="sequence-classifier", base_model="m", metrics={"acc": accuracy}))
+    write_meta(
+        path, ArtifactMeta(task="demo", kind="sequence-classifier", base_model="m", metrics={"acc": accuracy})
+    )
     return path
 
 

@@ -23,15 +23,38 @@ WORKER_CONCURRENCY = {"default": "2", "inference": "1", "training": "1"}
 def process_commands(bind: str, web_workers: int) -> dict[str, list[str]]:
     commands = {
         "web": [
-            sys.executable, "-m", "gunicorn", "apps.wsgi:application",
-            "--bind", bind, "--workers", str(web_workers), "--threads", "4",
-            "--access-logfile", "-", "--graceful-timeout", "10", "--timeout", "120",
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "apps.wsgi:application",
+            "--bind",
+            bind,
+            "--workers",
+            str(web_workers),
+            "--threads",
+            "4",
+            "--access-logfile",
+            "-",
+            "--graceful-timeout",
+            "10",
+            "--timeout",
+            "120",
         ],
     }
     for queue in settings.QUEUES:
         commands[f"worker-{queue}"] = [
-            *CELERY, "worker", "-Q", queue, "-n", f"{queue}@%h", "--loglevel", "INFO",
-            "--concurrency", WORKER_CONCURRENCY.get(queue, "1"), "--without-gossip", "--without-mingle",
+            *CELERY,
+            "worker",
+            "-Q",
+            queue,
+            "-n",
+            f"{queue}@%h",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            WORKER_CONCURRENCY.get(queue, "1"),
+            "--without-gossip",
+            "--without-mingle",
         ]
     commands["beat"] = [*CELERY, "beat", "--loglevel", "INFO", "-s", settings.CELERY_BEAT_SCHEDULE_FILENAME]
     return commands
