@@ -1,13 +1,224 @@
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+"""Sentiment dashboard: overview, entity pages, alerts, rules with backtest, notifications, source health.
 
-from apps.core.roles import ADMIN, ANALYST, has_role
+Views parse input, call one service or selector, and render. Pages need the app's view permissions (analysts
+and admins have them; agents get 403); acknowledging, resolving and editing rules need change permissions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from apps.core.errors import ServiceError
+from apps.sentiment import dashboard_selectors as selectors
+from apps.sentiment.forms import AlertRuleForm, CsvUploadForm
+from apps.sentiment.models import Alert, AlertRule, Entity
+from apps.sentiment.services import alerts as alert_services
+from apps.sentiment.services.delivery import channel_label
+
+RANGES = (1, 7, 30, 90)
+
+
+def _nav(request: HttpRequest, **context: Any) -> dict[str, Any]:
+    context["unread"] = selectors.unread_notifications(user=request.user)
+    context["open_alerts"] = selectors.alerts(status="open").count()
+    return context
+
+
+# --- overview and entities ----------------------------------------------------------------------------
+@login_required
+@permission_required("sentiment.view_entity", raise_exception=True)
+def index(request: HttpRequest) -> HttpResponse:
+    sort = request.GET.get("sort", "change")
+    sort = sort if sort in selectors.SORTS else "change"
+    descending = request.GET.get("dir", "asc") == "desc"
+    rows = selectors.overview(sort=sort, descending=descending)
+    context = _nav(request, rows=rows, sort=sort, descending=descending, sorts=selectors.SORTS)
+    return render(request, "sentiment/index.html", context)
 
 
 @login_required
-def index(request: HttpRequest) -> HttpResponse:
-    if not has_role(request.user, ADMIN, ANALYST):
-        raise PermissionDenied
-    return render(request, "sentiment/index.html")
+@permission_required("sentiment.view_entity", raise_exception=True)
+def entity_detail(request: HttpRequest, ticker: str) -> HttpResponse:
+    entity = get_object_or_404(Entity, ticker=ticker.upper())
+    try:
+        days = int(request.GET.get("days", 7))
+    except ValueError:
+        days = 7
+    days = days if days in RANGES else 7
+    granularity, points = selectors.entity_series(entity=entity, days=days)
+    context = _nav(
+        request,
+        entity=entity,
+        days=days,
+        ranges=RANGES,
+        granularity=granularity,
+        points=points,
+        items=selectors.latest_items(entity=entity),
+        alerts=selectors.alerts(status="open", entity=entity),
+    )
+    return render(request, "sentiment/entity.html", context)
+
+
+# --- alerts -------------------------------------------------------------------------------------------
+@login_required
+@permission_required("sentiment.view_alert", raise_exception=True)
+def alerts(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "open")
+    status = status if status in selectors.ALERT_FILTERS else "open"
+    context = _nav(
+        request, alerts=selectors.alerts(status=status)[:200], status=status, filters=selectors.ALERT_FILTERS
+    )
+    return render(request, "sentiment/alerts.html", context)
+
+
+@login_required
+@permission_required("sentiment.view_alert", raise_exception=True)
+def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        alert = selectors.alert_detail(pk=pk)
+    except Alert.DoesNotExist:
+        return HttpResponse("No such alert.", status=404)
+    deliveries = [(d, channel_label(d.channel)) for d in alert.deliveries.all()]
+    context = _nav(request, alert=alert, items=selectors.alert_items(alert=alert), deliveries=deliveries)
+    return render(request, "sentiment/alert_detail.html", context)
+
+
+def _alert_action(request: HttpRequest, pk: int, action: Any, done: str) -> HttpResponse:
+    alert = get_object_or_404(Alert.objects.select_related("rule", "entity", "topic"), pk=pk)
+    error = ""
+    try:
+        alert = action(alert=alert, user=request.user)
+    except ServiceError as exc:
+        error = exc.message
+    if getattr(request, "htmx", False):  # the alerts table swaps the row in place
+        alert = selectors.alerts(status="all").get(pk=pk)
+        return render(request, "sentiment/_alert_row.html", {"alert": alert, "error": error})
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"Alert #{alert.pk} {done}.")
+    back = request.POST.get("next", "")
+    safe = url_has_allowed_host_and_scheme(
+        back, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return redirect(back if back and safe else "sentiment:alerts")
+
+
+@require_POST
+@login_required
+@permission_required("sentiment.change_alert", raise_exception=True)
+def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
+    return _alert_action(request, pk, alert_services.alert_acknowledge, "acknowledged")
+
+
+@require_POST
+@login_required
+@permission_required("sentiment.change_alert", raise_exception=True)
+def alert_resolve(request: HttpRequest, pk: int) -> HttpResponse:
+    return _alert_action(request, pk, alert_services.alert_resolve, "resolved")
+
+
+# --- rules --------------------------------------------------------------------------------------------
+@login_required
+@permission_required("sentiment.view_alertrule", raise_exception=True)
+def rules(request: HttpRequest) -> HttpResponse:
+    rows = [(r, [channel_label(c) for c in r.channels]) for r in selectors.rules()]
+    return render(request, "sentiment/rules.html", _nav(request, rules=rows))
+
+
+@login_required
+@permission_required("sentiment.view_alertrule", raise_exception=True)
+def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """The rule editor: "Backtest" shows how often the rule would have fired over 30 days; "Save" saves it."""
+    rule = get_object_or_404(AlertRule, pk=pk) if pk is not None else None
+    if request.method != "POST":
+        form = AlertRuleForm.for_rule(rule) if rule else AlertRuleForm()
+        return render(request, "sentiment/rule_edit.html", _nav(request, form=form, rule=rule))
+    if not request.user.has_perm("sentiment.change_alertrule" if rule else "sentiment.add_alertrule"):
+        return HttpResponse("You may not edit alert rules.", status=403)
+    form = AlertRuleForm(request.POST)
+    context = _nav(request, form=form, rule=rule)
+    if form.is_valid():
+        try:
+            if request.POST.get("action") == "backtest":
+                context["backtest"] = alert_services.rule_backtest(**form.backtest_params())
+            else:
+                saved = (
+                    alert_services.rule_update(rule=rule, **form.cleaned_data)
+                    if rule
+                    else alert_services.rule_create(user=request.user, **form.cleaned_data)
+                )
+                messages.success(request, f"Rule {saved.name!r} saved.")
+                return redirect("sentiment:rules")
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+    return render(request, "sentiment/rule_edit.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+@login_required
+@permission_required("sentiment.delete_alertrule", raise_exception=True)
+def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    rule = get_object_or_404(AlertRule, pk=pk)
+    alert_services.rule_delete(rule=rule)
+    messages.info(request, f"Rule {rule.name!r} deleted with its alerts.")
+    return redirect("sentiment:rules")
+
+
+# --- notifications and sources ------------------------------------------------------------------------
+@login_required
+@permission_required("sentiment.view_notification", raise_exception=True)
+def notifications(request: HttpRequest) -> HttpResponse:
+    context = _nav(request, notifications=selectors.notifications(user=request.user))
+    return render(request, "sentiment/notifications.html", context)
+
+
+@require_POST
+@login_required
+@permission_required("sentiment.view_notification", raise_exception=True)
+def notifications_read(request: HttpRequest) -> HttpResponse:
+    count = alert_services.notifications_mark_read(user=request.user)  # type: ignore[arg-type]
+    messages.info(request, f"{count} notification(s) marked as read.")
+    return redirect("sentiment:notifications")
+
+
+@login_required
+@permission_required("sentiment.view_source", raise_exception=True)
+def sources(request: HttpRequest) -> HttpResponse:
+    from apps.sentiment.services import ingest
+
+    upload = getattr(ingest, "csv_upload", None)
+    form = CsvUploadForm()
+    status = 200
+    if request.method == "POST":
+        if upload is None or not request.user.has_perm("sentiment.add_item"):
+            return HttpResponse("Uploading is not available to you.", status=403)
+        form = CsvUploadForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                report = upload(
+                    file=form.cleaned_data["file"], source_name=form.cleaned_data["source"] or "CSV upload"
+                )
+            except ServiceError as exc:
+                form.add_error("file", exc.message)
+            else:
+                messages.success(request, _upload_summary(report))
+                return redirect("sentiment:sources")
+        status = 400
+    context = _nav(request, sources=selectors.sources(), form=form, can_upload=upload is not None)
+    return render(request, "sentiment/sources.html", context, status=status)
+
+
+def _upload_summary(report: Any) -> str:
+    rejected = len(getattr(report, "rejected", []) or [])
+    return (
+        f"Uploaded: {getattr(report, 'created', 0)} new item(s), {getattr(report, 'duplicates', 0)} duplicate(s), "
+        f"{rejected} rejected."
+    )

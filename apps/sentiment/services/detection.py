@@ -1,0 +1,314 @@
+"""Detecting turns: a window of hour buckets compared with its baseline as a z-score.
+
+For a rule with `window_minutes`, the window is the k = ceil(window_minutes / 60) latest hour buckets up to and
+including the hour being evaluated (the live pass evaluates at "now", so the current, still filling hour is
+the window's last bucket; the backtest evaluates at the end of each past hour). Over the window:
+
+- `score_drop` / `score_rise`: the window's mean score (sum of scores / items) against the `mean_score` baseline;
+- `negative_share`: negatives / items in the window against the `negative_share` baseline;
+- `volume_spike` ("buzz"): items per hour in the window (items / k) against the `count` baseline.
+
+The baseline is `Bucket.baseline` of the window's first bucket, which services/series.py computes from the
+buckets *before* it, so the window never dilutes its own baseline. Its layout (one entry per statistic):
+
+    {"mean_score": {"ewma": float, "ewmvar": float, "n": int}, "negative_share": {...},
+     "positive_share": {...}, "count": {...}, ...}
+
+(series.py's docstring is the contract; there, hours without items count as zeros in the `count` baseline, so
+the window's items per hour also counts its empty hours.)
+
+    z = (value - ewma) / max(sqrt(ewmvar), floor)
+
+The floor keeps a flat history from producing an infinite z: STD_FLOOR per statistic, and for counts
+max(1, sqrt(ewma)) (a Poisson count of mean m has a spread of about sqrt(m)). Nothing fires with fewer than
+`min_count` items in the window, or with a baseline built from fewer than MIN_HISTORY buckets. A drop fires
+when z <= -threshold, the other conditions when z >= threshold.
+
+In the live pass the current hour is still filling, so early in an hour a volume spike reads low: detection is
+late rather than wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.sentiment.models import AlertRule, Bucket
+
+HOUR = timedelta(hours=1)
+MIN_HISTORY = 3
+# The same floors as services/series.py (VAR_FLOOR there): std 0.1 for the mean score, 0.05 for the shares.
+STD_FLOOR = {"mean_score": 0.1, "negative_share": 0.05, "positive_share": 0.05, "count": 1.0}
+Condition = AlertRule.Condition
+STATISTIC = {
+    Condition.SCORE_DROP: "mean_score",
+    Condition.SCORE_RISE: "mean_score",
+    Condition.NEGATIVE_SHARE: "negative_share",
+    Condition.VOLUME_SPIKE: "count",
+}
+Scope = tuple[int | None, int | None]  # (entity_id, topic_id)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRow:
+    start: datetime
+    count: int
+    score_sum: float
+    negative: int
+    positive: int
+    baseline: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """What detection needs from a rule; built from a saved rule or from the editor's unsaved form."""
+
+    condition: str
+    threshold: float
+    window_minutes: int
+    min_count: int
+    cooldown_minutes: int = 0
+
+    @classmethod
+    def of(cls, rule: AlertRule) -> RuleSpec:
+        return cls(rule.condition, rule.threshold, rule.window_minutes, rule.min_count, rule.cooldown_minutes)
+
+    @property
+    def window_buckets(self) -> int:
+        return max(1, math.ceil(self.window_minutes / 60))
+
+    @property
+    def statistic(self) -> str:
+        return STATISTIC[Condition(self.condition)]
+
+    @property
+    def direction(self) -> int:
+        return -1 if self.condition == Condition.SCORE_DROP else 1
+
+
+@dataclass(frozen=True)
+class Detection:
+    fired: bool
+    z: float | None
+    value: float | None
+    expected: float | None
+    std: float | None
+    count: int
+    window_start: datetime
+    window_end: datetime
+    reason: str = ""
+
+    def as_detail(self, spec: RuleSpec) -> dict[str, Any]:
+        return {
+            "condition": spec.condition,
+            "statistic": spec.statistic,
+            "threshold": spec.threshold,
+            "window_minutes": spec.window_minutes,
+            "z": _round(self.z),
+            "value": _round(self.value),
+            "baseline_mean": _round(self.expected),
+            "baseline_std": _round(self.std),
+            "count": self.count,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def floor_hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def window_start(spec: RuleSpec, at: datetime) -> datetime:
+    return floor_hour(at) - (spec.window_buckets - 1) * HOUR
+
+
+def std_floor(statistic: str, ewma: float) -> float:
+    if statistic == "count":
+        return max(1.0, math.sqrt(max(ewma, 0.0)))
+    return STD_FLOOR.get(statistic, 0.1)
+
+
+def _window_value(spec: RuleSpec, rows: Sequence[BucketRow], count: int) -> float:
+    if spec.statistic == "count":
+        return count / spec.window_buckets
+    if spec.statistic == "negative_share":
+        return sum(r.negative for r in rows) / count
+    return sum(r.score_sum for r in rows) / count
+
+
+def evaluate(spec: RuleSpec, rows: Sequence[BucketRow], *, start: datetime, end: datetime) -> Detection:
+    """Evaluate one rule over the buckets of one scope's window (`rows`, oldest first, all inside it)."""
+    count = sum(r.count for r in rows)
+    if not rows or count == 0:
+        return Detection(False, None, None, None, None, 0, start, end, "no items in the window")
+    value = _window_value(spec, rows, count)
+    base = (rows[0].baseline or {}).get(spec.statistic) or {}
+    if int(base.get("n", 0)) < MIN_HISTORY or base.get("ewma") is None:
+        return Detection(False, None, value, None, None, count, start, end, "no baseline yet")
+    ewma = float(base["ewma"])
+    std = max(math.sqrt(max(float(base.get("ewmvar", 0.0)), 0.0)), std_floor(spec.statistic, ewma))
+    z = (value - ewma) / std
+    if count < spec.min_count:
+        return Detection(False, z, value, ewma, std, count, start, end, f"fewer than {spec.min_count} items")
+    fired = spec.direction * z >= spec.threshold
+    return Detection(fired, z, value, ewma, std, count, start, end, "" if fired else "under the threshold")
+
+
+# --- loading ------------------------------------------------------------------------------------------
+def _row(values: tuple[Any, ...]) -> BucketRow:
+    return BucketRow(values[2], values[3], values[4], values[5], values[6], values[7] or {})
+
+
+def load_hour_buckets(
+    *,
+    since: datetime,
+    until: datetime,
+    entity_ids: Iterable[int] | None = None,
+    topic_ids: Iterable[int] | None = None,
+    entities: bool = True,
+    topics: bool = True,
+) -> dict[Scope, list[BucketRow]]:
+    """Hour buckets per scope (entity-only and topic-only scopes) with start in [since, until], oldest first.
+
+    One query per kind of scope; `entity_ids` / `topic_ids` narrow it (None = every one).
+    """
+    fields = ("entity_id", "topic_id", "start", "count", "score_sum", "negative", "positive", "baseline")
+    base = Bucket.objects.filter(granularity=Bucket.Granularity.HOUR, start__gte=since, start__lte=until)
+    out: dict[Scope, list[BucketRow]] = defaultdict(list)
+    queries = []
+    if entities:
+        q = base.filter(topic__isnull=True, entity__isnull=False)
+        queries.append(q if entity_ids is None else q.filter(entity_id__in=list(entity_ids)))
+    if topics:
+        q = base.filter(entity__isnull=True, topic__isnull=False)
+        queries.append(q if topic_ids is None else q.filter(topic_id__in=list(topic_ids)))
+    for qs in queries:
+        for values in qs.order_by("start").values_list(*fields):
+            out[(values[0], values[1])].append(_row(values))
+    return out
+
+
+def rows_in_window(rows: Sequence[BucketRow], start: datetime, end: datetime) -> list[BucketRow]:
+    return [r for r in rows if start <= r.start <= end]
+
+
+# --- backtest -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BacktestFire:
+    at: datetime
+    entity_id: int | None
+    topic_id: int | None
+    z: float
+    count: int
+
+
+@dataclass
+class BacktestResult:
+    days: int
+    since: datetime
+    until: datetime
+    scopes: int
+    fires: list[BacktestFire] = field(default_factory=list)
+    labels: dict[int, str] = field(default_factory=dict)  # entity id -> ticker, for display
+
+    @property
+    def count(self) -> int:
+        return len(self.fires)
+
+    def rows(self, limit: int = 100) -> list[tuple[BacktestFire, str]]:
+        return [(fire, self.labels.get(fire.entity_id or 0, "")) for fire in self.fires[:limit]]
+
+
+def rule_scopes(
+    *, entity_id: int | None, topic_id: int | None, active_entity_ids: Iterable[int]
+) -> list[Scope]:
+    """The scopes a rule watches: its entity, its topic, or every active entity."""
+    if entity_id is not None:
+        return [(entity_id, None)]
+    if topic_id is not None:
+        return [(None, topic_id)]
+    return [(e, None) for e in active_entity_ids]
+
+
+def simulate_scope(
+    spec: RuleSpec, rows: Sequence[BucketRow], *, since: datetime, until: datetime
+) -> list[Detection]:
+    """Replay the live state machine hour by hour over one scope's history; return the detections that
+    would have opened an alert.
+
+    Evaluated at the end of each hour: an open alert updates while the condition holds, resolves once it has
+    been clear for a whole window, and no new alert opens within the cooldown after a resolution.
+    """
+    by_start = {r.start: r for r in rows}
+    k = spec.window_buckets
+    clear_for = HOUR + k * HOUR  # the first clear evaluation comes an hour after the last firing one
+    cooldown = timedelta(minutes=spec.cooldown_minutes)
+    opened: list[Detection] = []
+    last_fired: datetime | None = None  # evaluation time the open alert last fired; None when none is open
+    resolved_at: datetime | None = None
+    for hour in sorted({r.start + i * HOUR for r in rows for i in range(k)}):
+        evaluated_at = hour + HOUR
+        if hour < floor_hour(since) or evaluated_at > until + HOUR:
+            continue
+        if last_fired is not None and evaluated_at >= last_fired + clear_for:
+            resolved_at, last_fired = last_fired + clear_for, None
+        first = hour - (k - 1) * HOUR
+        in_window = [by_start[first + i * HOUR] for i in range(k) if first + i * HOUR in by_start]
+        det = evaluate(spec, in_window, start=first, end=evaluated_at)
+        if not det.fired:
+            continue
+        if last_fired is None:
+            if resolved_at is not None and evaluated_at < resolved_at + cooldown:
+                continue
+            opened.append(det)
+        last_fired = evaluated_at
+    return opened
+
+
+def backtest(
+    spec: RuleSpec,
+    *,
+    entity_id: int | None,
+    topic_id: int | None,
+    active_entity_ids: Iterable[int] = (),
+    days: int = 30,
+    now: datetime | None = None,
+) -> BacktestResult:
+    """How often a rule (saved or not) would have fired over the last `days` days, and where."""
+    until = now or timezone.now()
+    since = floor_hour(until) - timedelta(days=days)
+    scopes = rule_scopes(entity_id=entity_id, topic_id=topic_id, active_entity_ids=active_entity_ids)
+    loaded = load_hour_buckets(
+        since=since - (spec.window_buckets - 1) * HOUR,
+        until=until,
+        entity_ids=[e for e, _ in scopes if e is not None] if entity_id is not None else None,
+        topic_ids=[t for _, t in scopes if t is not None],
+        entities=topic_id is None,
+        topics=topic_id is not None,
+    )
+    result = BacktestResult(days=days, since=since, until=until, scopes=len(scopes))
+    for scope in scopes:
+        for det in simulate_scope(spec, loaded.get(scope, []), since=since, until=until):
+            result.fires.append(BacktestFire(det.window_end, scope[0], scope[1], det.z or 0.0, det.count))
+    result.fires.sort(key=lambda f: f.at)
+    return result
+
+
+def active_scope_filter(entity_id: int | None, topic_id: int | None) -> Q:
+    """The Item filter for a scope (used to find the items that drove an alert)."""
+    if entity_id is not None:
+        return Q(entities__id=entity_id)
+    if topic_id is not None:
+        return Q(item_topics__topic_id=topic_id)
+    return Q()
