@@ -1,0 +1,74 @@
+"""The jobs page in a real browser: progress bars follow the job row without a reload (HTMX polling)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from apps.core.models import JobStatus, TrainingJob
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture
+def page():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("chromium is not installed: run `make browser` (make test does it)")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in-thread
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        yield browser.new_page()
+        browser.close()
+
+
+def _login(page, live_server, username):
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "pw-123456789")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def test_progress_bar_updates_live_and_stops_polling_when_done(page, live_server, make_user):
+    make_user("analyst", username="ana")
+    job = TrainingJob.objects.create(kind="text_classifier", status=JobStatus.RUNNING, step=1, total_steps=4)
+    _login(page, live_server, "ana")
+    page.goto(f"{live_server.url}/jobs/")
+    bar = page.locator(f"#job-{job.pk}-progress [role=progressbar]")
+    assert bar.get_attribute("aria-valuenow") == "25"
+
+    TrainingJob.objects.filter(pk=job.pk).update(step=3, loss=0.42)
+    page.wait_for_function(
+        f"document.querySelector('#job-{job.pk}-progress [role=progressbar]').getAttribute('aria-valuenow') === '75'",
+        timeout=10_000,
+    )
+    assert "loss 0.4200" in page.locator(f"#job-{job.pk}-progress").inner_text()
+
+    TrainingJob.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, step=4)
+    page.wait_for_function(
+        f"document.querySelector('#job-{job.pk}-progress .status').dataset.status === 'succeeded'",
+        timeout=10_000,
+    )
+    assert page.locator(f"#job-{job.pk}-progress").get_attribute("hx-get") is None  # polling stopped
+
+
+def test_agent_cannot_open_the_jobs_page(page, live_server, make_user):
+    make_user("agent", username="agnes")
+    _login(page, live_server, "agnes")
+    response = page.goto(f"{live_server.url}/jobs/")
+    assert response.status == 403
+    assert "Jobs" not in page.locator("header nav").inner_text()
