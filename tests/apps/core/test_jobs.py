@@ -142,3 +142,25 @@ def test_text_classifier_job_trains_and_registers_a_model(django_capture_on_comm
     assert version.meta["labels"] == ["negative", "neutral", "positive"]
     assert len(version.meta["data"]["twitter_financial_news_sentiment/sent_train.csv"]) == 64
     assert "val_accuracy" in version.metrics
+
+
+def test_run_job_command_runs_in_process_and_records_the_row(counting_kind, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    call_command("run_job", counting_kind, "--params", '{"steps": 3}', "--json")
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    job = TrainingJob.objects.get(pk=summary["job"])
+    assert job.status == JobStatus.SUCCEEDED and job.step == 3
+    assert summary["metrics"] == {"steps": 3}
+
+
+def test_run_job_command_rejects_bad_params(counting_kind):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="steps must be an integer"):
+        call_command("run_job", counting_kind, "--params", '{"steps": 0}')
+    with pytest.raises(CommandError, match="must be a JSON object"):
+        call_command("run_job", counting_kind, "--params", "[1]")
+    assert TrainingJob.objects.count() == 0
