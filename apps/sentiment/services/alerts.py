@@ -94,8 +94,11 @@ def alerts_evaluate(
     )
     open_alerts = _open_alerts(rules)
     last_resolved = _last_resolutions(rules, at)
-    for rule, scopes in plan:
-        _evaluate_rule(rule, scopes, buckets, open_alerts, last_resolved, at, summary)
+    # One transaction for the pass's writes: on SQLite each commit is a disk sync, and a pass that fails
+    # half-way leaves nothing half-done (the next pass redoes it). Deliveries are enqueued after the commit.
+    with transaction.atomic():
+        for rule, scopes in plan:
+            _evaluate_rule(rule, scopes, buckets, open_alerts, last_resolved, at, summary)
     return summary
 
 
