@@ -1,0 +1,118 @@
+"""What the vector and lexical indexes share: result type, metadata filters, input checks, artifact files."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml.artifacts import ArtifactMeta, read_meta, sha256_file
+from ml.errors import ArtifactError, InvalidInput
+
+Metadata = dict[str, Any]
+# A filter is a predicate over an item's metadata, or a dict whose every key must equal the item's value.
+Filter = Callable[[Mapping[str, Any]], bool] | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the caller's id, a score (higher is better) and a copy of the item's metadata."""
+
+    id: str
+    score: float
+    metadata: Metadata = field(default_factory=dict, compare=False)
+
+
+def compile_filter(where: Filter | None) -> Callable[[Mapping[str, Any]], bool] | None:
+    """A predicate for `where`: a callable is used as is; a dict means equality on every key it names."""
+    if where is None:
+        return None
+    if isinstance(where, Mapping):
+        wanted = dict(where)
+        missing = object()
+        return lambda meta: all(meta.get(key, missing) == value for key, value in wanted.items())
+    if callable(where):
+        return where
+    raise InvalidInput(f"filter must be a callable or a dict of metadata values, got {type(where).__name__}")
+
+
+def check_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise InvalidInput(f"k must be a positive integer, got {k!r}")
+    return k
+
+
+def check_ids(ids: Sequence[str]) -> list[str]:
+    """Ids as a list of distinct, non-empty strings (a bare string is refused)."""
+    if isinstance(ids, str | bytes):
+        raise InvalidInput("ids must be a list of strings, got a single string")
+    out = list(ids)
+    bad = [i for i in out if not isinstance(i, str) or not i]
+    if bad:
+        raise InvalidInput(f"ids must be non-empty strings, got {bad[0]!r}")
+    seen: set[str] = set()
+    for i in out:
+        if i in seen:
+            raise InvalidInput(f"id {i!r} appears twice in one call")
+        seen.add(i)
+    return out
+
+
+def check_metadata(metadata: Sequence[Mapping[str, Any]] | None, n: int) -> list[Metadata]:
+    """JSON-safe dicts, one per item, copied by a JSON round trip so the caller's later changes stay out."""
+    if metadata is None:
+        return [{} for _ in range(n)]
+    items = list(metadata)
+    if len(items) != n:
+        raise InvalidInput(f"got {n} items but {len(items)} metadata dicts")
+    out = []
+    for meta in items:
+        if not isinstance(meta, Mapping):
+            raise InvalidInput(f"metadata must be dicts, got {type(meta).__name__}")
+        try:
+            copy = json.loads(json.dumps(dict(meta), allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"metadata must be JSON-serialisable: {exc}") from None
+        out.append(copy)
+    return out
+
+
+def finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def write_json(path: Path, payload: object) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    tmp.replace(path)
+
+
+def checksums(directory: Path, names: Iterable[str]) -> dict[str, str]:
+    return {name: sha256_file(directory / name) for name in names}
+
+
+def open_artifact(directory: Path | str, kind: str) -> tuple[Path, ArtifactMeta]:
+    """Read meta.json, check the kind and each file's sha256; problems raise ArtifactError naming the path."""
+    path = Path(directory)
+    meta = read_meta(path)
+    if meta.kind != kind:
+        raise ArtifactError(f"{path} holds a {meta.kind!r} artifact, not a {kind!r}")
+    if not meta.data:
+        raise ArtifactError(f"{path / 'meta.json'} lists no files")
+    for name, digest in meta.data.items():
+        file = path / name
+        if not file.is_file():
+            raise ArtifactError(f"{file} is missing: {path} is not a complete {kind}")
+        if sha256_file(file) != digest:
+            raise ArtifactError(f"{file} does not match its sha256 in meta.json: {path} is corrupt")
+    return path, meta
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not readable JSON: {exc}") from None
