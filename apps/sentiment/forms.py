@@ -69,5 +69,8 @@ class AlertRuleForm(forms.Form):
 
 
 class CsvUploadForm(forms.Form):
-    file = forms.FileField(help_text="CSV with a header row: title and/or text, optional url, published_at")
-    source = forms.CharField(max_length=200, required=False, help_text="source name (default: CSV upload)")
+    file = forms.FileField(
+        help_text="CSV with a header row: a text or title column; optional published_at, url, language, id"
+    )
+    encoding = forms.ChoiceField(choices=[("utf-8", "UTF-8"), ("latin-1", "Latin-1")], initial="utf-8")
+    source = forms.CharField(max_length=200, required=False, help_text="source name (default: upload:<you>)")

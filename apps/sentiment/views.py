@@ -18,8 +18,9 @@ from django.views.decorators.http import require_POST
 from apps.core.errors import ServiceError
 from apps.sentiment import dashboard_selectors as selectors
 from apps.sentiment.forms import AlertRuleForm, CsvUploadForm
-from apps.sentiment.models import Alert, AlertRule, Entity
+from apps.sentiment.models import Alert, AlertRule, Entity, Source
 from apps.sentiment.services import alerts as alert_services
+from apps.sentiment.services import ingest
 from apps.sentiment.services.delivery import channel_label
 
 RANGES = (1, 7, 30, 90)
@@ -192,33 +193,37 @@ def notifications_read(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("sentiment.view_source", raise_exception=True)
 def sources(request: HttpRequest) -> HttpResponse:
-    from apps.sentiment.services import ingest
-
-    upload = getattr(ingest, "csv_upload", None)
+    """Source health, and the CSV upload form (the ingestion service stores the rows)."""
     form = CsvUploadForm()
-    status = 200
     if request.method == "POST":
-        if upload is None or not request.user.has_perm("sentiment.add_item"):
-            return HttpResponse("Uploading is not available to you.", status=403)
+        if not request.user.has_perm("sentiment.add_item"):
+            return HttpResponse("You may not upload items.", status=403)
         form = CsvUploadForm(request.POST, request.FILES)
         if form.is_valid():
             try:
-                report = upload(
-                    file=form.cleaned_data["file"], source_name=form.cleaned_data["source"] or "CSV upload"
-                )
+                report = _upload(request, form)
             except ServiceError as exc:
-                form.add_error("file", exc.message)
+                form.add_error(exc.field if exc.field in form.fields else "file", exc.message)
             else:
                 messages.success(request, _upload_summary(report))
                 return redirect("sentiment:sources")
-        status = 400
-    context = _nav(request, sources=selectors.sources(), form=form, can_upload=upload is not None)
-    return render(request, "sentiment/sources.html", context, status=status)
+    context = _nav(request, sources=selectors.sources(), form=form)
+    return render(request, "sentiment/sources.html", context, status=400 if form.errors else 200)
 
 
-def _upload_summary(report: Any) -> str:
-    rejected = len(getattr(report, "rejected", []) or [])
-    return (
-        f"Uploaded: {getattr(report, 'created', 0)} new item(s), {getattr(report, 'duplicates', 0)} duplicate(s), "
-        f"{rejected} rejected."
-    )
+def _upload(request: HttpRequest, form: CsvUploadForm) -> ingest.IngestReport:
+    upload = form.cleaned_data["file"]
+    if upload.size > ingest.UPLOAD_MAX_BYTES:
+        raise ServiceError(
+            f"the file is larger than {ingest.UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file"
+        )
+    name = form.cleaned_data["source"] or f"upload:{request.user.get_username()}"
+    source = ingest.source_get_or_create(name=name, kind=Source.Kind.UPLOAD)
+    return ingest.items_upload_csv(source=source, data=upload.read(), encoding=form.cleaned_data["encoding"])
+
+
+def _upload_summary(report: ingest.IngestReport) -> str:
+    text = f"Uploaded: {report.created} new item(s), {report.duplicates} duplicate(s), {len(report.rejected)} rejected."
+    if report.rejected:
+        text += " " + "; ".join(f"row {row}: {reason}" for row, reason in report.rejected[:5])
+    return text

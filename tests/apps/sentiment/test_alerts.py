@@ -224,3 +224,26 @@ def test_rule_validation_names_the_field():
     svc.rule_update(rule=rule, threshold=4.5)
     rule.refresh_from_db()
     assert rule.threshold == 4.5 and rule.name == "r"
+
+
+def test_alerts_fire_on_buckets_built_by_the_series_service():
+    """The contract with services/series.py: its buckets and baselines drive detection as they are."""
+    from apps.sentiment.services.series import ScoredItem, series_apply
+
+    now = timezone.now()
+    ent = f.entity("ACME")
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    calm = [
+        ScoredItem(hour - timedelta(hours=h, minutes=5 * k), "neutral", 0.1 + 0.02 * (k % 3 - 1), (ent.pk,))
+        for h in range(1, 49)
+        for k in range(8)
+    ]
+    series_apply(items=calm)
+    rule = f.rule(entity=ent, condition=C.SCORE_DROP, threshold=3)
+    volume = f.rule(entity=ent, condition=C.VOLUME_SPIKE, threshold=3)
+    assert svc.alerts_evaluate(at=now).fired == 0  # a calm history and an empty current hour
+
+    step = (now - hour) / 31
+    series_apply(items=[ScoredItem(hour + step * (k + 1), "negative", -0.8, (ent.pk,)) for k in range(30)])
+    assert svc.alerts_evaluate(at=now).fired == 2
+    assert rule.alerts.get().value < -3 and volume.alerts.get().value > 3

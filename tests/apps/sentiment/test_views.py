@@ -242,3 +242,25 @@ def test_sources_page_shows_health(client, world):
     page = client.get("/sentiment/sources/").content.decode()
     assert "Reuters" in page and "timed out" in page
     assert re.search(r"<td>2</td>", page)  # failures in a row of the failing source
+
+
+def test_csv_upload_from_the_sources_page(client, world):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from apps.sentiment.models import Item
+
+    client.force_login(world["users"]["analyst"])
+    csv = b"title,published_at\nACME cuts its outlook,2026-01-05T10:00:00Z\n,2026-01-05T11:00:00Z\n"
+    response = client.post(
+        "/sentiment/sources/",
+        {"file": SimpleUploadedFile("news.csv", csv, "text/csv"), "encoding": "utf-8", "source": "desk"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Uploaded: 1 new item(s), 0 duplicate(s), 1 rejected. row 3:" in response.content.decode()
+    assert Item.objects.filter(title="ACME cuts its outlook", source__name="desk").exists()
+
+    no_header = client.post("/sentiment/sources/", {"file": SimpleUploadedFile("x.csv", b"", "text/csv")})
+    assert no_header.status_code == 400
+    client.force_login(world["users"]["agent"])
+    assert client.post("/sentiment/sources/", {}).status_code == 403
