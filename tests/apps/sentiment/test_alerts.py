@@ -247,3 +247,18 @@ def test_alerts_fire_on_buckets_built_by_the_series_service():
     series_apply(items=[ScoredItem(hour + step * (k + 1), "negative", -0.8, (ent.pk,)) for k in range(30)])
     assert svc.alerts_evaluate(at=now).fired == 2
     assert rule.alerts.get().value < -3 and volume.alerts.get().value > 3
+
+
+def test_beat_runs_the_evaluation_and_the_delivery_sweeper():
+    from apps.celery import app
+    from apps.sentiment import alert_tasks
+
+    schedule = app.conf.beat_schedule
+    assert schedule["sentiment-alerts-evaluate"]["task"] == alert_tasks.evaluate_alerts.name
+    assert schedule["sentiment-deliveries-sweep"]["task"] == alert_tasks.sweep_deliveries.name
+    assert schedule["sentiment-deliveries-sweep"]["schedule"] <= timedelta(minutes=1)
+    # the task takes plain ids, as the ingestion side passes them after a batch
+    now = timezone.now()
+    ent, _ = dropping_entity(now=now)
+    f.rule(entity=ent)
+    assert alert_tasks.evaluate_alerts.delay(entity_ids=[ent.pk]).get()["fired"] == 1
