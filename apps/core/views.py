@@ -242,7 +242,9 @@ def prompt_label(request: HttpRequest, name: str) -> HttpResponse:
     template = get_object_or_404(PromptTemplate, name=name)
     form = PromptLabelForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(f"{k}: {', '.join(str(e) for e in v)}" for k, v in form.errors.items()))
+        messages.error(
+            request, "; ".join(f"{k}: {', '.join(str(e) for e in v)}" for k, v in form.errors.items())
+        )
         return redirect("core:prompt", name=name)
     data = form.cleaned_data
     version = get_object_or_404(template.versions, number=data["version"])

@@ -25,9 +25,7 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def job_create(
-    *, kind: str, params: dict[str, Any], user: User | AnonymousUser | None
-) -> TrainingJob:
+def job_create(*, kind: str, params: dict[str, Any], user: User | AnonymousUser | None) -> TrainingJob:
     """Validate the parameters for `kind`, store a PENDING job and enqueue it once the row is committed."""
     from apps.core.job_kinds import get_kind
 
