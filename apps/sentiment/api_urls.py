@@ -2,7 +2,15 @@
 
 from django.urls import path
 
-urlpatterns: list = []
+from apps.sentiment import api
+
+urlpatterns: list = [
+    path("items/", api.ItemListView.as_view(), name="api-sentiment-items"),
+    path("uploads/", api.UploadView.as_view(), name="api-sentiment-uploads"),
+    path("entities/", api.EntityListView.as_view(), name="api-sentiment-entities"),
+    path("entities/<str:ticker>/series/", api.EntitySeriesView.as_view(), name="api-sentiment-entity-series"),
+    path("series/", api.SeriesView.as_view(), name="api-sentiment-series"),
+]
 
 # Alerts (the alerting half: apps/sentiment/api_alerts.py).
 from apps.sentiment import api_alerts  # noqa: E402

@@ -1,0 +1,261 @@
+"""HTTP API of the sentiment app's ingestion and series (token or session auth), mounted at /api/sentiment/.
+
+    POST /api/sentiment/items/                       push a JSON batch: {"source": "my-feed", "items": [...]}
+    GET  /api/sentiment/items/?ticker=AAPL&limit=50  recent items with their latest score
+    POST /api/sentiment/uploads/                     CSV upload (multipart: file, source, encoding)
+    GET  /api/sentiment/entities/                    the watchlist;  POST: add or update an entity
+    GET  /api/sentiment/entities/<ticker>/series/?granularity=hour|day&from=ISO&to=ISO
+    GET  /api/sentiment/series/?granularity=hour&topic=earnings   the series of a topic, or of everything
+
+Writes need `sentiment.add_item` / `sentiment.add_entity`, reads the matching `view_` permission (analysts and
+admins). Input problems answer 400 with a readable `detail`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.core.api import require
+from apps.core.errors import ServiceError
+from apps.sentiment import selectors
+from apps.sentiment.models import Bucket, Entity, Item, Source, Topic
+from apps.sentiment.services import ingest
+from apps.sentiment.services.entities import entity_upsert
+from apps.sentiment.services.series import zscore
+
+
+# --- serializers --------------------------------------------------------------------------------------
+class PushItemSerializer(serializers.Serializer):
+    text = serializers.CharField(required=False, allow_blank=True)
+    title = serializers.CharField(required=False, allow_blank=True)
+    url = serializers.CharField(required=False, allow_blank=True)
+    published_at = serializers.CharField(required=False, help_text="ISO 8601 or Unix seconds; default: now")
+    language = serializers.CharField(required=False, allow_blank=True)
+    id = serializers.CharField(required=False, allow_blank=True)
+
+
+class PushSerializer(serializers.Serializer):
+    source = serializers.CharField(required=False, default="api", max_length=200)  # type: ignore[assignment]
+    items = PushItemSerializer(many=True)
+
+
+class IngestReportSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    rejected = serializers.ListField(child=serializers.DictField())
+    notes = serializers.ListField(child=serializers.DictField())
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    source = serializers.CharField(required=False, allow_blank=True, max_length=200)  # type: ignore[assignment]
+    encoding = serializers.ChoiceField(choices=ingest.UPLOAD_ENCODINGS, required=False, default="utf-8")
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    source = serializers.CharField(source="source.name", read_only=True)  # type: ignore[assignment]
+    entities = serializers.SerializerMethodField()
+    score = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Item
+        fields = ["id", "source", "url", "title", "text", "published_at", "language", "truncated", "entities",
+                  "score"]  # fmt: skip
+        read_only_fields = fields
+
+    def get_entities(self, obj: Item) -> list[str]:
+        return [e.ticker for e in obj.entities.all()]
+
+    def get_score(self, obj: Item) -> dict[str, Any] | None:
+        scores = sorted(obj.scores.all(), key=lambda s: s.created_at)
+        if not scores:
+            return None
+        s = scores[-1]
+        return {
+            "label": s.label,
+            "score": s.score,
+            "p_negative": s.p_negative,
+            "p_neutral": s.p_neutral,
+            "p_positive": s.p_positive,
+            "model_version_id": s.model_version_id,
+        }
+
+
+class EntitySerializer(serializers.ModelSerializer):
+    item_count = serializers.IntegerField(read_only=True, default=0)
+
+    class Meta:
+        model = Entity
+        fields = ["ticker", "name", "aliases", "active", "item_count"]
+
+
+class EntityWriteSerializer(serializers.Serializer):
+    ticker = serializers.CharField(max_length=16)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    aliases = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, default=list, max_length=50
+    )
+    active = serializers.BooleanField(required=False, default=True)
+
+
+class BucketSerializer(serializers.ModelSerializer):
+    z = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Bucket
+        fields = ["start", "count", "mean_score", "negative_share", "positive_share", "negative", "positive",
+                  "baseline", "z"]  # fmt: skip
+        read_only_fields = fields
+
+    def get_z(self, obj: Bucket) -> dict[str, float | None]:
+        return {
+            stat: zscore(obj, stat) for stat in ("count", "mean_score", "negative_share", "positive_share")
+        }
+
+
+class SeriesQuerySerializer(serializers.Serializer):
+    granularity = serializers.ChoiceField(choices=["hour", "day"], required=False, default="hour")
+    # `from` is a Python keyword: read from the query string by name in _series_query
+    to = serializers.DateTimeField(required=False)
+
+
+def _series_query(request: Request) -> tuple[str, datetime, datetime]:
+    params = request.query_params
+    data = SeriesQuerySerializer(data={k: v for k, v in params.items() if k in ("granularity", "to")})
+    data.is_valid(raise_exception=True)
+    start = None
+    if params.get("from"):
+        field = serializers.DateTimeField()
+        try:
+            start = field.to_internal_value(params["from"])
+        except serializers.ValidationError:
+            raise ServiceError("`from` must be an ISO 8601 date-time", field="from") from None
+    granularity = data.validated_data["granularity"]
+    start, end = selectors.series_range(granularity, start, data.validated_data.get("to"))
+    return granularity, start, end
+
+
+def _series_response(entity: Entity | None, topic: Topic | None, request: Request) -> Response:
+    granularity, start, end = _series_query(request)
+    buckets = selectors.bucket_series(
+        entity=entity, topic=topic, granularity=granularity, start=start, end=end
+    )
+    return Response(
+        {
+            "entity": entity.ticker if entity else None,
+            "topic": topic.slug if topic else None,
+            "granularity": granularity,
+            "from": start,
+            "to": end,
+            "buckets": BucketSerializer(buckets, many=True).data,
+        }
+    )
+
+
+# --- views --------------------------------------------------------------------------------------------
+class ItemListView(APIView):
+    permission_classes = [IsAuthenticated, require("sentiment.view_item", "sentiment.add_item")]
+
+    @extend_schema(responses=ItemSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        entity = None
+        if ticker := request.query_params.get("ticker"):
+            entity = get_object_or_404(Entity, ticker=ticker.upper().lstrip("$"))
+        try:
+            limit = max(1, min(200, int(request.query_params.get("limit", 50))))
+        except ValueError:
+            raise ServiceError("limit must be an integer", field="limit") from None
+        return Response(ItemSerializer(selectors.items_recent(entity=entity, limit=limit), many=True).data)
+
+    @extend_schema(request=PushSerializer, responses={201: IngestReportSerializer})
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ServiceError("the body must be a JSON object with an `items` list")
+        source = body.get("source") or "api"
+        if not isinstance(source, str):
+            raise ServiceError("source must be a string", field="source")
+        report = ingest.items_push(source_name=source, items=body.get("items"))
+        accepted = report.created + report.duplicates
+        payload = report.as_dict()
+        if not accepted:
+            payload["detail"] = f"no item was accepted ({len(report.rejected)} rejected)"
+            return Response(payload, status=status.HTTP_400_BAD_REQUEST)
+        return Response(payload, status=status.HTTP_201_CREATED)
+
+
+class UploadView(APIView):
+    permission_classes = [IsAuthenticated, require("sentiment.add_item")]
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(request=UploadSerializer, responses={201: IngestReportSerializer})
+    def post(self, request: Request) -> Response:
+        data = UploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["file"]
+        if upload.size > ingest.UPLOAD_MAX_BYTES:
+            raise ServiceError(
+                f"the file is larger than {ingest.UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file"
+            )
+        name = data.validated_data.get("source") or f"upload:{request.user.get_username()}"
+        source = ingest.source_get_or_create(name=name, kind=Source.Kind.UPLOAD)
+        report = ingest.items_upload_csv(
+            source=source, data=upload.read(), encoding=data.validated_data["encoding"]
+        )
+        return Response(report.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class EntityListView(APIView):
+    permission_classes = [IsAuthenticated, require("sentiment.view_entity", "sentiment.add_entity")]
+
+    @extend_schema(responses=EntitySerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(EntitySerializer(selectors.entities_list(), many=True).data)
+
+    @extend_schema(request=EntityWriteSerializer, responses={201: EntitySerializer})
+    def post(self, request: Request) -> Response:
+        data = EntityWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        entity = entity_upsert(**data.validated_data)
+        return Response(EntitySerializer(entity).data, status=status.HTTP_201_CREATED)
+
+
+class EntitySeriesView(APIView):
+    permission_classes = [IsAuthenticated, require("sentiment.view_bucket")]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request, ticker: str) -> Response:
+        entity = selectors.entity_by_ticker(ticker)
+        if entity is None:
+            return Response({"detail": f"no entity with ticker {ticker!r}"}, status=status.HTTP_404_NOT_FOUND)
+        return _series_response(entity, None, request)
+
+
+class SeriesView(APIView):
+    permission_classes = [IsAuthenticated, require("sentiment.view_bucket")]
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        topic = None
+        if slug := request.query_params.get("topic"):
+            topic = Topic.objects.filter(slug=slug).first()
+            if topic is None:
+                return Response({"detail": f"no topic {slug!r}"}, status=status.HTTP_404_NOT_FOUND)
+        entity = None
+        if ticker := request.query_params.get("ticker"):
+            entity = selectors.entity_by_ticker(ticker)
+            if entity is None:
+                return Response(
+                    {"detail": f"no entity with ticker {ticker!r}"}, status=status.HTTP_404_NOT_FOUND
+                )
+        return _series_response(entity, topic, request)

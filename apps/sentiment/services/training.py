@@ -1,0 +1,441 @@
+"""Training the sentiment model: data, the fixed evaluation split, promote-only-if-better, re-scoring.
+
+Data. Training uses Twitter Financial News Sentiment (`--tfns`, MIT: a model trained on it alone may be used
+commercially) and/or Financial PhraseBank (`--phrasebank`, CC BY-NC-SA: non-commercial).
+
+Evaluation split (the same for every version, so versions can be compared):
+- PhraseBank: a sentence is held out when sha256("contexta-phrasebank-eval:" + normalised sentence) falls in
+  the first HOLDOUT_PERCENT % (a fixed-seed split by sentence that does not depend on which agreement file
+  is given). Held-out sentences are never trained on. "phrasebank" = the held-out sentences of the given
+  file; "phrasebank_allagree" = the held-out sentences that are in Sentences_AllAgree.txt next to it.
+  Sentences listed twice with different labels are dropped from training.
+- Tweets: "tfns" = `sent_valid.csv` next to the training file (or `tfns_eval`), evaluation only. If there is
+  none, the same hash rule holds out 20 % of the training file instead.
+- Early stopping and temperature scaling use a validation split carved from the training data (10 %,
+  stratified, seed 13) inside `ml.training.classifier`.
+
+A trained version is registered; it becomes active only if its macro-F1 on the whole evaluation split (all
+sets pooled) is higher than the active version's on the same split (or if no version is active). Each
+artifact records the fingerprints of every text it trained or validated on (`seen_texts.txt`), so
+`sentiment_eval` can leave them out and never report on seen data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apps.core.errors import ServiceError
+from apps.core.models import JobStatus, ModelVersion, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+TASK = "sentiment"
+LABELS = ("negative", "neutral", "positive")
+HOLDOUT_PERCENT = 20
+HOLDOUT_SALT = "contexta-phrasebank-eval:"
+SEEN_FILE = "seen_texts.txt"
+DEFAULT_FILES = {
+    "phrasebank": "financial_phrasebank/Sentences_50Agree.txt",
+    "tfns": "twitter_financial_news_sentiment/sent_train.csv",
+}
+# Chosen on the validation split carved from the training data (see the report in the README section).
+DEFAULTS: dict[str, Any] = {
+    "epochs": 3,
+    "learning_rate": 1e-4,
+    "max_length": 96,
+    "batch_size": 16,
+    "max_steps": 0,
+    "max_examples": 0,
+    "promote": "if_better",
+}
+# The first model `sentiment_bootstrap` trains on a fresh install: tweets only (commercially usable), one epoch.
+BOOTSTRAP_PARAMS: dict[str, Any] = {"tfns": "default", "phrasebank": "", "epochs": 1}
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def fingerprint(text: str) -> str:
+    return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()[:16]
+
+
+def held_out(text: str) -> bool:
+    """The fixed evaluation split: True for the HOLDOUT_PERCENT % of sentences kept out of training."""
+    digest = hashlib.sha256((HOLDOUT_SALT + normalise(text)).encode("utf-8")).hexdigest()
+    return int(digest[:8], 16) % 100 < HOLDOUT_PERCENT
+
+
+# --- data -----------------------------------------------------------------------------------------------
+@dataclass
+class SentimentData:
+    texts: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    eval_sets: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _unique(texts: tuple[str, ...], labels: tuple[str, ...]) -> tuple[list[tuple[str, str]], int]:
+    """(text, label) once per normalised text; texts seen with two different labels are dropped."""
+    seen: dict[str, tuple[str, str]] = {}
+    conflicting: set[str] = set()
+    for text, label in zip(texts, labels, strict=True):
+        key = normalise(text)
+        if key in seen and seen[key][1] != label:
+            conflicting.add(key)
+        seen.setdefault(key, (text, label))
+    return [pair for key, pair in seen.items() if key not in conflicting], len(conflicting)
+
+
+def _add_phrasebank(data: SentimentData, path: Path) -> None:
+    from ml.datasets import load_phrasebank
+
+    pb = load_phrasebank(path)
+    pairs, conflicts = _unique(pb.texts, pb.labels)
+    train = [(t, y) for t, y in pairs if not held_out(t)]
+    test = [(t, y) for t, y in pairs if held_out(t)]
+    data.texts += [t for t, _ in train]
+    data.labels += [y for _, y in train]
+    data.eval_sets["phrasebank"] = ([t for t, _ in test], [y for _, y in test])
+    data.sources[str(path)] = pb.sha256
+    data.notes.append(
+        f"PhraseBank {path.name}: {len(train)} training sentences, {len(test)} held out, {conflicts} conflicting dropped"
+    )
+    allagree = path.parent / "Sentences_AllAgree.txt"
+    if allagree.is_file():
+        aa = load_phrasebank(allagree)
+        aa_test = [(t, y) for t, y in zip(aa.texts, aa.labels, strict=True) if held_out(t)]
+        data.eval_sets["phrasebank_allagree"] = ([t for t, _ in aa_test], [y for _, y in aa_test])
+
+
+def _add_tfns(data: SentimentData, path: Path, eval_path: Path | None) -> None:
+    from ml.datasets import load_tfns
+
+    tf = load_tfns(path)
+    pairs, _ = _unique(tf.texts, tf.labels)
+    eval_path = eval_path or path.parent / "sent_valid.csv"
+    if eval_path.is_file() and eval_path.resolve() != path.resolve():
+        ev = load_tfns(eval_path)
+        data.eval_sets["tfns"] = (list(ev.texts), list(ev.labels))
+        train = pairs
+        data.sources[str(eval_path)] = ev.sha256
+    else:
+        train = [(t, y) for t, y in pairs if not held_out(t)]
+        test = [(t, y) for t, y in pairs if held_out(t)]
+        data.eval_sets["tfns"] = ([t for t, _ in test], [y for _, y in test])
+        data.notes.append(f"no tweet evaluation file: {len(test)} training tweets held out instead")
+    data.texts += [t for t, _ in train]
+    data.labels += [y for _, y in train]
+    data.sources[str(path)] = tf.sha256
+    data.notes.append(
+        f"tweets {path.name}: {len(train)} training tweets, {len(data.eval_sets['tfns'][0])} evaluation"
+    )
+
+
+def load_training_data(params: dict[str, Any]) -> SentimentData:
+    data = SentimentData()
+    if params.get("phrasebank"):
+        _add_phrasebank(data, Path(params["phrasebank"]))
+    if params.get("tfns"):
+        tfns_eval = Path(params["tfns_eval"]) if params.get("tfns_eval") else None
+        _add_tfns(data, Path(params["tfns"]), tfns_eval)
+    return data
+
+
+# --- parameters -----------------------------------------------------------------------------------------
+def _resolve_path(value: Any, name: str, restrict: bool) -> str:
+    if not value:
+        return ""
+    path = (
+        Path(settings.DATA_DIR) / DEFAULT_FILES[name] if value == "default" else Path(str(value)).expanduser()
+    )
+    path = path.resolve()
+    if restrict and Path(settings.DATA_DIR).resolve() not in path.parents:
+        raise ServiceError(
+            f"{name}: a job started from the dashboard or API may only read files under DATA_DIR", field=name
+        )
+    if not path.is_file():
+        raise ServiceError(f"{name}: {path} does not exist", field=name)
+    return str(path)
+
+
+def _number(params: dict[str, Any], name: str, cast: type, low: float, high: float) -> Any:
+    raw = params.get(name, DEFAULTS[name])
+    try:
+        value = cast(raw)
+    except (TypeError, ValueError):
+        raise ServiceError(f"{name} must be a number, got {raw!r}", field=name) from None
+    if not low <= value <= high:
+        raise ServiceError(f"{name} must be between {low:g} and {high:g}, got {value}", field=name)
+    return value
+
+
+def _when(raw: Any, name: str) -> str:
+    if raw in (None, ""):
+        return ""
+    value = parse_datetime(str(raw))
+    if value is None:
+        raise ServiceError(f"{name} must be an ISO date-time, got {raw!r}", field=name)
+    if timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value.isoformat()
+
+
+TRAIN_PARAMS = {
+    "phrasebank",
+    "tfns",
+    "tfns_eval",
+    "epochs",
+    "learning_rate",
+    "max_length",
+    "batch_size",
+    "max_steps",
+    "max_examples",
+    "promote",
+    "rescore_from",
+    "rescore_to",
+}
+
+
+def validate_train_params(params: dict[str, Any], *, restrict_paths: bool = True) -> dict[str, Any]:
+    unknown = set(params) - TRAIN_PARAMS
+    if unknown:
+        raise ServiceError(f"unknown parameters: {', '.join(sorted(unknown))}")
+    given = {k: params.get(k) for k in ("phrasebank", "tfns")}
+    if not any(given.values()):
+        given = {"phrasebank": "default", "tfns": "default"}
+    clean: dict[str, Any] = {k: _resolve_path(v, k, restrict_paths) for k, v in given.items()}
+    clean["tfns_eval"] = (
+        _resolve_path(params.get("tfns_eval"), "tfns", restrict_paths) if params.get("tfns_eval") else ""
+    )
+    clean["epochs"] = _number(params, "epochs", int, 1, 20)
+    clean["learning_rate"] = _number(params, "learning_rate", float, 1e-6, 1e-2)
+    clean["max_length"] = _number(params, "max_length", int, 16, 512)
+    clean["batch_size"] = _number(params, "batch_size", int, 1, 256)
+    clean["max_steps"] = _number(params, "max_steps", int, 0, 10_000_000)
+    clean["max_examples"] = _number(params, "max_examples", int, 0, 10_000_000)
+    promote = params.get("promote", DEFAULTS["promote"])
+    if promote not in ("if_better", "always", "never"):
+        raise ServiceError("promote must be if_better, always or never", field="promote")
+    clean["promote"] = promote
+    clean["rescore_from"] = _when(params.get("rescore_from"), "rescore_from")
+    clean["rescore_to"] = _when(params.get("rescore_to"), "rescore_to")
+    return clean
+
+
+def validate_rescore_params(params: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(params) - {"start", "end"}
+    if unknown:
+        raise ServiceError(f"unknown parameters: {', '.join(sorted(unknown))}")
+    start, end = _when(params.get("start"), "start"), _when(params.get("end"), "end")
+    if not start or not end:
+        raise ServiceError("start and end are required (ISO date-times)", field="start")
+    if parse_datetime(end) <= parse_datetime(start):  # type: ignore[operator]
+        raise ServiceError("end must be after start", field="end")
+    return {"start": start, "end": end}
+
+
+# --- evaluation -----------------------------------------------------------------------------------------
+def evaluate_sets(
+    artifact_dir: str | Path, eval_sets: dict[str, tuple[list[str], list[str]]], backend: str = "torch-fp32"
+) -> dict[str, Any]:
+    """Accuracy and macro-F1 per evaluation set and pooled ("all")."""
+    from ml import api
+    from ml.metrics import accuracy, macro_f1
+
+    out: dict[str, Any] = {}
+    pooled_true: list[str] = []
+    pooled_pred: list[str] = []
+    for name, (texts, labels) in eval_sets.items():
+        if not texts:
+            continue
+        pred = [p.label for p in api.classify(artifact_dir, texts, backend=backend)]
+        out[name] = {
+            "n": len(texts),
+            "accuracy": round(accuracy(labels, pred), 4),
+            "macro_f1": round(macro_f1(labels, pred, LABELS), 4),
+        }
+        if name != "phrasebank_allagree":  # a subset of "phrasebank": pooled once
+            pooled_true += labels
+            pooled_pred += pred
+    if pooled_true:
+        out["all"] = {
+            "n": len(pooled_true),
+            "accuracy": round(accuracy(pooled_true, pooled_pred), 4),
+            "macro_f1": round(macro_f1(pooled_true, pooled_pred, LABELS), 4),
+        }
+    return out
+
+
+def seen_fingerprints(artifact_dir: str | Path) -> set[str]:
+    path = Path(artifact_dir) / SEEN_FILE
+    if not path.is_file():
+        return set()
+    return set(path.read_text(encoding="ascii").split())
+
+
+def _write_seen(artifact_dir: Path, texts: list[str]) -> None:
+    (artifact_dir / SEEN_FILE).write_text("\n".join(sorted({fingerprint(t) for t in texts})) + "\n", "ascii")
+
+
+def is_better(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
+    """Strictly higher pooled macro-F1 on the same evaluation split (no active version: always better)."""
+    if old is None:
+        return True
+    return float(new.get("all", {}).get("macro_f1", 0.0)) > float(old.get("all", {}).get("macro_f1", 0.0))
+
+
+# --- the jobs -------------------------------------------------------------------------------------------
+def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train, evaluate against the active version, register, promote if better; (metrics, result)."""
+    from apps.core.services.registry import active_version, model_version_promote, model_version_register
+    from ml.api import ClassifierSpec, run_training
+    from ml.artifacts import new_version_dir, read_meta, write_meta
+    from ml.datasets import LabelledTexts, stratified_sample
+
+    p = job.params
+    data = load_training_data(p)
+    for note in data.notes:
+        reporter.log(note)
+    if p["max_examples"]:
+        sample = stratified_sample(
+            LabelledTexts("mixed", tuple(data.texts), tuple(data.labels), ""), p["max_examples"], seed=13
+        )
+        data.texts, data.labels = list(sample.texts), list(sample.labels)
+    spec = ClassifierSpec(
+        task=TASK,
+        texts=tuple(data.texts),
+        labels=tuple(data.labels),
+        label_names=LABELS,
+        method="full",
+        epochs=p["epochs"],
+        batch_size=p["batch_size"],
+        learning_rate=p["learning_rate"],
+        max_length=p["max_length"],
+        max_steps=p["max_steps"],
+        data_sources=data.sources,
+    )
+    out = new_version_dir(Path(settings.MODEL_STORE), TASK)
+    result = run_training(spec, out, reporter)
+    _write_seen(out, data.texts)
+    reporter.log("evaluating the new version on the evaluation split")
+    new_eval = evaluate_sets(out, data.eval_sets)
+    previous = active_version(TASK)
+    old_eval = None
+    if previous is not None:
+        reporter.log(f"evaluating the active {previous} on the same split")
+        try:
+            old_eval = evaluate_sets(previous.artifact_dir, data.eval_sets)
+        except Exception as exc:  # an unreadable active artifact must not block a good new one
+            reporter.log(f"the active version could not be evaluated ({exc}); treating it as worse")
+            old_eval = {"all": {"macro_f1": -1.0}}
+    better = is_better(new_eval, old_eval)
+    meta = read_meta(out)
+    metrics = {**result.metrics, "eval": new_eval, "active_eval": old_eval, "beats_active": better}
+    write_meta(out, type(meta)(**{**meta.__dict__, "metrics": metrics}))
+    version = model_version_register(
+        task=TASK, artifact_dir=out, job=job, activate_if_first=p["promote"] != "never"
+    )
+    promote = p["promote"] == "always" or (p["promote"] == "if_better" and better)
+    if promote and not version.is_active:
+        version = model_version_promote(version=version, user=job.created_by)
+    reporter.log(
+        f"{version}: pooled macro-F1 {new_eval.get('all', {}).get('macro_f1')} vs active "
+        f"{(old_eval or {}).get('all', {}).get('macro_f1')}: {'promoted' if version.is_active else 'not promoted'}"
+    )
+    rescore_job = _after_promotion(version, previous, p, job) if version.is_active else None
+    return metrics, {
+        "model_version_id": version.pk,
+        "task": TASK,
+        "version": version.version,
+        "artifact_dir": str(out),
+        "active": version.is_active,
+        "rescore_job_id": rescore_job.pk if rescore_job else None,
+    }
+
+
+def _after_promotion(
+    version: ModelVersion, previous: ModelVersion | None, params: dict[str, Any], job: TrainingJob
+) -> TrainingJob | None:
+    """Queue a re-score: the chosen range, or for a first model every item that waits for one."""
+    from apps.core.services.jobs import job_create
+    from apps.sentiment.models import Item
+
+    start, end = params.get("rescore_from"), params.get("rescore_to")
+    if not (start and end) and previous is None:
+        first = Item.objects.order_by("published_at").values_list("published_at", flat=True).first()
+        if first is None:
+            return None
+        start, end = first.isoformat(), (timezone.now() + timedelta(hours=1)).isoformat()
+    if not (start and end):
+        return None
+    return job_create(kind="sentiment_rescore", params={"start": start, "end": end}, user=job.created_by)
+
+
+def run_rescore_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score every item in [start, end) with the active version, then rebuild that range's buckets."""
+    from apps.core.services.registry import active_version
+    from apps.sentiment.services.scoring import items_score, items_unscored
+    from apps.sentiment.services.series import series_rebuild
+    from ml.training.runner import Progress
+
+    version = active_version(TASK)
+    if version is None:
+        raise ServiceError("there is no active sentiment model to re-score with")
+    start, end = _parse(job.params["start"]), _parse(job.params["end"])
+    ids = items_unscored(version=version, start=start, end=end)
+    reporter.log(f"re-scoring {len(ids)} items with {version}")
+    scored, chunk = 0, 256
+    total = max(1, (len(ids) + chunk - 1) // chunk)
+    for n, i in enumerate(range(0, len(ids), chunk), start=1):
+        scored += items_score(item_ids=ids[i : i + chunk], version=version, feed_series=False).scored
+        reporter.on_progress(Progress(n, total, None, None))
+        if reporter.should_stop():
+            from ml.errors import Cancelled
+
+            raise Cancelled(f"cancelled after {scored} items")
+    rebuilt = series_rebuild(version_id=version.pk, start=start, end=end)
+    return {"items_scored": scored, **rebuilt}, {"model_version_id": version.pk}
+
+
+def _parse(value: str) -> datetime:
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ServiceError(f"not a date-time: {value!r}")
+    return parsed
+
+
+# --- creating jobs --------------------------------------------------------------------------------------
+def training_job_create_local(*, params: dict[str, Any], user: User | AnonymousUser | None) -> TrainingJob:
+    """A sentiment_train job row for the CLI to run in-process (paths anywhere; nothing is enqueued)."""
+    clean = validate_train_params(params, restrict_paths=False)
+    creator = user if user is not None and user.is_authenticated else None
+    return TrainingJob.objects.create(kind="sentiment_train", params=clean, created_by=creator)
+
+
+def bootstrap_training(*, user: User | AnonymousUser | None = None) -> TrainingJob | None:
+    """Queue the first model's training when no version is active and none is pending or running."""
+    from apps.core.services.jobs import job_create
+    from apps.core.services.registry import active_version
+
+    with transaction.atomic():
+        if active_version(TASK) is not None:
+            return None
+        busy = TrainingJob.objects.select_for_update().filter(
+            kind="sentiment_train", status__in=[JobStatus.PENDING, JobStatus.RUNNING]
+        )
+        if busy.exists():
+            return None
+        return job_create(kind="sentiment_train", params=dict(BOOTSTRAP_PARAMS), user=user)
