@@ -1,0 +1,198 @@
+"""Time series: bucket arithmetic and the EWMA baselines on hand-built numbers, re-building, and the API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.core.models import ModelVersion
+from apps.sentiment.models import Bucket, Entity, Item, Score, Source
+from apps.sentiment.services import series
+from apps.sentiment.services.series import ScoredItem, ewma_update, series_apply, series_rebuild, zscore
+
+H0 = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+
+
+def test_ewma_update_by_hand() -> None:
+    alpha = 0.08
+    s = ewma_update(series.empty_state(), 10.0, alpha)
+    assert s == {"ewma": 10.0, "ewmvar": 0.0, "n": 1}
+    s = ewma_update(s, 20.0, alpha)  # diff 10, incr 0.8
+    assert s["ewma"] == pytest.approx(10.8) and s["ewmvar"] == pytest.approx(0.92 * 8.0) and s["n"] == 2
+    s = ewma_update(s, 0.0, alpha)  # diff -10.8, incr -0.864
+    assert s["ewma"] == pytest.approx(9.936)
+    assert s["ewmvar"] == pytest.approx(0.92 * (7.36 + 10.8 * 0.864))
+
+
+def test_alpha_follows_the_span() -> None:
+    assert series.ALPHA["hour"] == pytest.approx(2 / 25) and series.ALPHA["day"] == pytest.approx(2 / 15)
+
+
+def test_floor_time() -> None:
+    when = datetime(2024, 5, 14, 9, 42, 7, tzinfo=UTC)
+    assert series.floor_time(when, "hour") == H0
+    assert series.floor_time(when, "day") == datetime(2024, 5, 14, tzinfo=UTC)
+
+
+def test_zscore_uses_the_baseline_and_its_floors() -> None:
+    bucket = Bucket(mean_score=-0.6, count=12, negative_share=0.5)
+    bucket.baseline = {
+        "mean_score": {"ewma": 0.0, "ewmvar": 0.04, "n": 5},
+        "count": {"ewma": 4.0, "ewmvar": 1.0, "n": 5},
+        "negative_share": {"ewma": 0.1, "ewmvar": 0.0, "n": 2},
+    }
+    assert zscore(bucket, "mean_score") == pytest.approx(-3.0)
+    assert zscore(bucket, "count") == pytest.approx((12 - 4) / 2.0)  # variance floored at the mean (Poisson)
+    assert zscore(bucket, "negative_share") is None  # only 2 buckets of history
+    bucket.baseline["mean_score"]["ewmvar"] = 0.0001
+    assert zscore(bucket, "mean_score") == pytest.approx(-6.0)  # std floored at 0.1
+
+
+@pytest.fixture
+def entity(db: None) -> Entity:
+    return Entity.objects.create(ticker="AAPL", name="Apple")
+
+
+def _hour(entity: Entity, start: datetime) -> Bucket:
+    return Bucket.objects.get(entity=entity, topic=None, granularity="hour", start=start)
+
+
+def test_buckets_and_baselines_by_hand(entity: Entity) -> None:
+    e = (entity.pk,)
+    series_apply(
+        items=[
+            ScoredItem(H0 + timedelta(minutes=5), "positive", 0.8, e),
+            ScoredItem(H0 + timedelta(minutes=50), "negative", -0.6, e),
+            ScoredItem(H0 + 2 * H + timedelta(minutes=1), "neutral", 0.1, e),  # hour 1 stays empty
+        ]
+    )
+    first, third = _hour(entity, H0), _hour(entity, H0 + 2 * H)
+    assert (first.count, first.negative, first.positive) == (2, 1, 1)
+    assert first.score_sum == pytest.approx(0.2) and first.mean_score == pytest.approx(0.1)
+    assert first.negative_share == 0.5 and first.positive_share == 0.5
+    assert first.baseline["count"]["n"] == 0  # a scope's first bucket has no history
+
+    base = third.baseline
+    assert base["gap"] == 1
+    # count: 2 (hour 0), then the empty hour 1 as a 0: diff -2, incr -0.16
+    assert base["count"]["ewma"] == pytest.approx(1.84) and base["count"]["n"] == 2
+    assert base["count"]["ewmvar"] == pytest.approx(0.92 * 0.32)
+    # sentiment statistics skip the empty hour
+    assert base["mean_score"] == {"ewma": pytest.approx(0.1), "ewmvar": 0.0, "n": 1}
+    assert base["negative_share"]["ewma"] == 0.5
+
+    everything = Bucket.objects.get(entity=None, topic=None, granularity="day")
+    assert everything.count == 3 and everything.mean_score == pytest.approx(0.3 / 3)
+
+
+def test_a_late_item_refreshes_the_later_baselines(entity: Entity) -> None:
+    e = (entity.pk,)
+    series_apply(items=[ScoredItem(H0, "positive", 0.8, e), ScoredItem(H0, "positive", 0.6, e)])
+    series_apply(items=[ScoredItem(H0 + 2 * H, "neutral", 0.0, e)])
+    series_apply(items=[ScoredItem(H0 + H + timedelta(minutes=30), "negative", -0.9, e)])  # late, for hour 1
+
+    middle, last = _hour(entity, H0 + H), _hour(entity, H0 + 2 * H)
+    assert middle.baseline["count"] == {"ewma": 2.0, "ewmvar": 0.0, "n": 1}
+    assert last.baseline["gap"] == 0
+    assert last.baseline["count"]["ewma"] == pytest.approx(1.92)  # 2, then 1: diff -1, incr -0.08
+    assert last.baseline["mean_score"]["ewma"] == pytest.approx(0.7 + 0.08 * (-0.9 - 0.7))
+
+
+def test_counts_add_up_across_batches(entity: Entity) -> None:
+    for _ in range(3):
+        series_apply(items=[ScoredItem(H0, "negative", -0.5, (entity.pk,))])
+    bucket = _hour(entity, H0)
+    assert bucket.count == 3 and bucket.negative_share == 1.0 and bucket.mean_score == pytest.approx(-0.5)
+
+
+def _version(number: int) -> ModelVersion:
+    return ModelVersion.objects.create(task="sentiment", version=number, artifact_dir=f"/none/{number}")
+
+
+def test_rebuild_recomputes_a_range_from_one_version(entity: Entity) -> None:
+    source = Source.objects.create(name="s", kind="push")
+    v1, v2 = _version(1), _version(2)
+    items = [
+        Item.objects.create(source=source, text=f"t{i}", text_hash=f"h{i}", published_at=H0 + i * H)
+        for i in range(3)
+    ]
+    for item in items:
+        item.itementity_set.create(entity=entity)
+        Score.objects.create(item=item, model_version=v1, label="positive", p_negative=0.1, p_neutral=0.1,
+                             p_positive=0.8, score=0.7)  # fmt: skip
+        Score.objects.create(item=item, model_version=v2, label="negative", p_negative=0.9, p_neutral=0.1,
+                             p_positive=0.0, score=-0.9)  # fmt: skip
+    series_apply(items=[ScoredItem(i.published_at, "positive", 0.7, (entity.pk,)) for i in items])
+    assert _hour(entity, H0 + H).mean_score == pytest.approx(0.7)
+
+    result = series_rebuild(version_id=v2.pk, start=H0, end=H0 + 3 * H)
+
+    assert result["items"] == 3
+    for i in range(3):
+        bucket = _hour(entity, H0 + i * H)
+        assert bucket.count == 1 and bucket.mean_score == pytest.approx(-0.9) and bucket.negative == 1
+    assert _hour(entity, H0 + 2 * H).baseline["mean_score"]["ewma"] == pytest.approx(-0.9)
+    assert Bucket.objects.filter(entity=entity, granularity="day").get().count == 3
+
+
+# --- API -----------------------------------------------------------------------------------------------
+@pytest.fixture
+def client(make_user) -> APIClient:  # type: ignore[no-untyped-def]
+    api = APIClient()
+    api.force_authenticate(make_user("analyst"))
+    return api
+
+
+def test_series_api_returns_buckets_with_baselines(client: APIClient, entity: Entity) -> None:
+    e = (entity.pk,)
+    series_apply(items=[ScoredItem(H0 + i * H, "negative", -0.5, e) for i in range(4)])
+    url = "/api/sentiment/entities/aapl/series/"
+    response = client.get(
+        url, {"granularity": "hour", "from": H0.isoformat(), "to": (H0 + 3 * H).isoformat()}
+    )
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["entity"] == "AAPL" and data["granularity"] == "hour"
+    assert [b["count"] for b in data["buckets"]] == [1, 1, 1]  # `to` is exclusive
+    assert data["buckets"][2]["baseline"]["count"]["n"] == 2 and "mean_score" in data["buckets"][2]["z"]
+
+    everything = client.get("/api/sentiment/series/", {"granularity": "day", "from": "2024-05-01T00:00:00Z",
+                                                      "to": "2024-06-01T00:00:00Z"})  # fmt: skip
+    assert everything.status_code == 200 and everything.json()["buckets"][0]["count"] == 4
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "message"),
+    [
+        ({"granularity": "week"}, 400, "granularity"),
+        ({"from": "2024-05-02T00:00:00Z", "to": "2024-05-01T00:00:00Z"}, 400, "after"),
+        ({"from": "yesterday"}, 400, "ISO 8601"),
+        ({"from": "2000-01-01T00:00:00Z", "to": "2024-01-01T00:00:00Z"}, 400, "at most"),
+    ],
+)
+def test_series_api_validates_its_query(
+    client: APIClient, entity: Entity, params: dict[str, str], status: int, message: str
+) -> None:
+    response = client.get("/api/sentiment/entities/AAPL/series/", params)
+    assert response.status_code == status
+    assert message in str(response.json())
+
+
+def test_series_api_unknown_ticker_and_permissions(client: APIClient, make_user) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/api/sentiment/entities/NOPE/series/").status_code == 404
+    agent = APIClient()
+    agent.force_authenticate(make_user("agent"))
+    assert agent.get("/api/sentiment/entities/").status_code == 403
+
+
+def test_entities_api_lists_and_upserts(client: APIClient) -> None:
+    response = client.post("/api/sentiment/entities/", {"ticker": "$tsla", "name": "Tesla",
+                                                        "aliases": ["Tesla Inc."]}, format="json")  # fmt: skip
+    assert response.status_code == 201 and response.json()["ticker"] == "TSLA"
+    assert response.json()["aliases"] == ["Tesla", "Tesla Inc."]
+    bad = client.post("/api/sentiment/entities/", {"ticker": "two words"}, format="json")
+    assert bad.status_code == 400 and "not a ticker" in bad.json()["detail"]
+    assert [e["ticker"] for e in client.get("/api/sentiment/entities/").json()] == ["TSLA"]
