@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,10 +77,6 @@ def check_metadata(metadata: Sequence[Mapping[str, Any]] | None, n: int) -> list
             raise InvalidInput(f"metadata must be JSON-serialisable: {exc}") from None
         out.append(copy)
     return out
-
-
-def finite(value: float) -> float:
-    return value if math.isfinite(value) else 0.0
 
 
 def write_json(path: Path, payload: object) -> None:

@@ -46,8 +46,11 @@ from ml.search.common import (
 KIND = "vector-index"
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.json"
-# Below this many live vectors exact search is used; benchmarks/bench_search.py measures the crossover.
-DEFAULT_EXACT_THRESHOLD = 20_000
+# Up to this many live vectors search is exact. benchmarks/bench_search.py (MiniLM vectors, 2 shared cores,
+# two runs): exact answered one query in 0.42-0.44 ms (p50) at 10k vectors, 1.7-2.0 ms at 20k and 11-26 ms at
+# 100k; HNSW (ef 64) was faster from 5k on but gains little below 10k, where exact keeps perfect recall and
+# deletes in place.
+DEFAULT_EXACT_THRESHOLD = 10_000
 # Smaller batches search on one thread: waking OpenMP workers for one query costs more than it saves, and on a
 # busy machine it cost 20 ms per search (benchmarks/bench_search.py).
 PARALLEL_FROM = 16
@@ -75,7 +78,7 @@ def _as_matrix(values: object, dimension: int, what: str) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{what} must be numeric arrays: {exc}") from None
     if x.ndim == 1:
-        x = x[None, :]
+        x = x.reshape(0, dimension) if x.size == 0 else x[None, :]
     if x.ndim != 2 or x.shape[1] != dimension:
         raise InvalidInput(f"{what} must have shape (n, {dimension}), got {x.shape}")
     if not np.isfinite(x).all():
@@ -153,8 +156,9 @@ class VectorIndex:
         self._meta: dict[int, Metadata] = {}
         self._dead: set[int] = set()
         self._next_key = 0
-        # Allowed-key arrays of recent dict filters; any write clears it.
+        # Allowed keys of recent dict filters, and on HNSW the vectors of small allowed sets; writes clear both.
         self._allowed_cache: dict[object, np.ndarray] = {}
+        self._subset_cache: dict[object, np.ndarray] = {}
         self._is_hnsw = False
         self._index = self._new_index(hnsw=False)
 
@@ -198,7 +202,7 @@ class VectorIndex:
         if not ids:
             return
         self._forget([self._key_of[i] for i in ids if i in self._key_of])
-        self._allowed_cache.clear()
+        self._changed()
         keys = np.arange(self._next_key, self._next_key + len(ids), dtype=np.int64)
         self._next_key += len(ids)
         for key, item_id, meta in zip(keys.tolist(), ids, metas, strict=True):
@@ -226,10 +230,14 @@ class VectorIndex:
         keys, x = self._stored()
         self._rebuild(keys, x)
 
+    def _changed(self) -> None:
+        self._allowed_cache.clear()
+        self._subset_cache.clear()
+
     def _forget(self, keys: list[int]) -> None:
         if not keys:
             return
-        self._allowed_cache.clear()
+        self._changed()
         for key in keys:
             del self._key_of[self._id_of.pop(key)]
             del self._meta[key]
@@ -257,9 +265,10 @@ class VectorIndex:
         hnsw = len(keys) > self.exact_threshold
         index = self._new_index(hnsw=hnsw)
         if len(keys):
-            order = np.argsort(keys, kind="stable")  # HNSW positions follow key order (see _exact_subset)
+            order = np.argsort(keys, kind="stable")  # HNSW positions follow key order (see _positions)
             index.add_with_ids(np.ascontiguousarray(x[order]), np.ascontiguousarray(keys[order]))
         self._index, self._is_hnsw, self._dead = index, hnsw, set()
+        self._changed()
 
     def _new_index(self, *, hnsw: bool) -> Any:
         faiss = _faiss()
@@ -280,17 +289,17 @@ class VectorIndex:
         """
         q = _as_matrix(queries, self.dimension, "queries")
         k = check_k(k)
-        allowed = self._allowed(filter)
+        allowed, cache_key = self._allowed(filter)
         count = len(self) if allowed is None else len(allowed)
         target = min(k, count)
         if target == 0:
             return [[] for _ in range(len(q))]
         with _omp_threads(1 if len(q) < PARALLEL_FROM else load_config().threads):
-            scores, keys = self._search_allowed(q, target, allowed)
+            scores, keys = self._search_allowed(q, target, allowed, cache_key)
         return [self._hits(s, ks) for s, ks in zip(scores, keys, strict=True)]
 
     def _search_allowed(
-        self, q: np.ndarray, target: int, allowed: np.ndarray | None
+        self, q: np.ndarray, target: int, allowed: np.ndarray | None, cache_key: object
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores and keys of the `target` best allowed items per query; every row comes back full."""
         if allowed is None:
@@ -300,22 +309,22 @@ class VectorIndex:
         elif not self._is_hnsw:
             scores, keys = self._search(q, target, allowed, 0)
         elif len(allowed) <= self.exact_threshold:
-            scores, keys = self._exact_subset(q, target, allowed)
+            scores, keys = self._exact_subset(q, target, allowed, cache_key)
         else:
             scores, keys = self._widening_search(q, target, allowed)
         if allowed is not None:
             short = np.flatnonzero(keys[:, target - 1] < 0)
             if len(short):
-                scores[short], keys[short] = self._exact_subset(q[short], target, allowed)
+                scores[short], keys[short] = self._exact_subset(q[short], target, allowed, None)
         return scores, keys
 
-    def _allowed(self, where: Filter | None) -> np.ndarray | None:
-        """Keys a search may return, or None when every key in the FAISS index is live and allowed."""
+    def _allowed(self, where: Filter | None) -> tuple[np.ndarray | None, object]:
+        """Keys a search may return (None when every key in the FAISS index is live and allowed), cache key."""
         if where is None and not self._dead:
-            return None
+            return None, None
         cache_key = _cache_key(where)
         if cache_key is not None and cache_key in self._allowed_cache:
-            return self._allowed_cache[cache_key]
+            return self._allowed_cache[cache_key], cache_key
         predicate = compile_filter(where)
         if predicate is None:
             allowed = np.fromiter(self._id_of, dtype=np.int64, count=len(self))
@@ -325,7 +334,7 @@ class VectorIndex:
             if len(self._allowed_cache) >= 16:
                 self._allowed_cache.pop(next(iter(self._allowed_cache)))
             self._allowed_cache[cache_key] = allowed
-        return allowed
+        return allowed, cache_key
 
     def _search(
         self, q: np.ndarray, k: int, allowed: np.ndarray | None, ef: int
@@ -343,9 +352,14 @@ class VectorIndex:
         return scores, keys
 
     def _widening_search(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """HNSW restricted to `allowed`; efSearch grows fourfold (twice at most) for queries left short."""
-        scores, keys = self._search(q, k, allowed, self.ef_search)
-        ef = self.ef_search
+        """HNSW restricted to `allowed`; efSearch grows fourfold (twice at most) for queries left short.
+
+        The first efSearch is scaled by the share of items allowed (up to 8 times): FAISS skips the others
+        while it walks the graph, so a narrower filter needs a wider beam to find as many good items.
+        """
+        share = len(allowed) / max(1, self._index.ntotal)
+        ef = int(min(self.ef_search / max(share, 1e-9), 8 * self.ef_search))
+        scores, keys = self._search(q, k, allowed, ef)
         for _ in range(2):
             short = np.flatnonzero(keys[:, k - 1] < 0)
             if not len(short):
@@ -354,22 +368,43 @@ class VectorIndex:
             scores[short], keys[short] = self._search(q[short], k, allowed, ef)
         return scores, keys
 
-    def _exact_subset(self, q: np.ndarray, k: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _exact_subset(
+        self, q: np.ndarray, k: int, allowed: np.ndarray, cache_key: object
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact search over the allowed items only."""
         faiss = _faiss()
         if not self._is_hnsw:
             return self._search(q, k, allowed, 0)
-        # HNSW keeps its vectors in a flat storage index whose positions follow key order (keys only grow and
-        # rebuilds add in key order), so a key's position is its rank in the id map.
-        id_map = faiss.vector_to_array(self._index.id_map)
-        positions = np.searchsorted(id_map, allowed)
-        bitmap = _bitmap(positions)
+        if cache_key is not None:
+            # A repeated dict filter: search a gathered copy of its vectors (a scan of the whole storage
+            # with a selector took 12 ms at 100k vectors; the gathered 10k took 0.2 ms).
+            vectors = self._subset_cache.get(cache_key)
+            if vectors is None:
+                vectors = self._storage().reconstruct_batch(self._positions(allowed))
+                if len(self._subset_cache) >= 4:
+                    self._subset_cache.pop(next(iter(self._subset_cache)))
+                self._subset_cache[cache_key] = vectors
+            scores, found = faiss.knn(q, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+            return scores, np.where(found >= 0, allowed[np.maximum(found, 0)], -1)
+        bitmap = _bitmap(self._positions(allowed))
         selector = faiss.IDSelectorBitmap(bitmap)  # bitmap and selector must outlive the search call
-        params = faiss.SearchParameters(sel=selector)
-        storage = faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
-        scores, found = storage.search(q, k, params=params)
-        keys = np.where(found >= 0, id_map[np.maximum(found, 0)], -1)
-        return scores, keys
+        scores, found = self._storage().search(q, k, params=faiss.SearchParameters(sel=selector))
+        id_map = faiss.vector_to_array(self._index.id_map)
+        return scores, np.where(found >= 0, id_map[np.maximum(found, 0)], -1)
+
+    def _storage(self) -> Any:
+        """The flat index holding an HNSW graph's vectors, by position."""
+        faiss = _faiss()
+        return faiss.downcast_index(faiss.downcast_index(self._index.index).storage)
+
+    def _positions(self, keys: np.ndarray) -> np.ndarray:
+        """Storage positions of `keys` on HNSW.
+
+        Positions follow key order (keys only grow and rebuilds add in key order), so a key's position is its
+        rank in the id map.
+        """
+        id_map = _faiss().vector_to_array(self._index.id_map)
+        return np.searchsorted(id_map, keys).astype(np.int64)
 
     def _hits(self, scores: np.ndarray, keys: np.ndarray) -> list[Hit]:
         return [

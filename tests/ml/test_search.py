@@ -165,6 +165,20 @@ def test_a_very_selective_filter_returns_every_match_and_nothing_else(hnsw):
         assert sorted(h.id for h in row) == sorted(picked)
 
 
+def test_hnsw_answers_a_narrow_filter_by_exact_search_over_the_allowed_items():
+    index = VectorIndex(DIM, exact_threshold=100, hnsw=FAST_HNSW)
+    x = _random(600)
+    index.add([f"d{i}" for i in range(600)], x, [{"public": i % 50 == 0} for i in range(600)])
+    assert index.kind == "hnsw"
+    public = [i for i in range(600) if i % 50 == 0]  # 12 items, under the threshold: searched exactly
+    for where in ({"public": True}, lambda meta: meta["public"]):  # a dict filter is cached, a callable not
+        assert [h.id for h in index.search(x[7], 5, where)[0]] == _brute_force(x, x[7], public, 5)
+    top = index.search(x[7], 1, {"public": True})[0][0].id
+    index.delete([top])  # the cached allowed set must not outlive a write
+    assert top not in [h.id for h in index.search(x[7], 12, {"public": True})[0]]
+    assert len(index.search(x[7], 12, {"public": True})[0]) == 11
+
+
 def test_hnsw_filter_above_the_subset_limit_still_fills_k():
     index, x = _filled(3000, hnsw=True)
     index.exact_threshold = 10  # forces the filtered HNSW path, widening efSearch, then exact top-up
