@@ -286,7 +286,8 @@ def seen_fingerprints(artifact_dir: str | Path) -> set[str]:
     return set(path.read_text(encoding="ascii").split())
 
 
-def _write_seen(artifact_dir: Path, texts: list[str]) -> None:
+def write_seen_texts(artifact_dir: Path, texts: list[str]) -> None:
+    """Record the fingerprints of every text a version trained or validated on (read by sentiment_eval)."""
     (artifact_dir / SEEN_FILE).write_text("\n".join(sorted({fingerprint(t) for t in texts})) + "\n", "ascii")
 
 
@@ -306,6 +307,7 @@ def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], d
     from ml.datasets import LabelledTexts, stratified_sample
 
     p = job.params
+    _apply_thread_setting()
     data = load_training_data(p)
     for note in data.notes:
         reporter.log(note)
@@ -329,7 +331,7 @@ def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], d
     )
     out = new_version_dir(Path(settings.MODEL_STORE), TASK)
     result = run_training(spec, out, reporter)
-    _write_seen(out, data.texts)
+    write_seen_texts(out, data.texts)
     reporter.log("evaluating the new version on the evaluation split")
     new_eval = evaluate_sets(out, data.eval_sets)
     previous = active_version(TASK)
@@ -364,6 +366,18 @@ def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], d
         "active": version.is_active,
         "rescore_job_id": rescore_job.pk if rescore_job else None,
     }
+
+
+def _apply_thread_setting() -> None:
+    """ML_THREADS (when set) caps torch's threads: on a busy small machine one thread trains several times
+    faster than two fighting over the cores."""
+    from ml.config import load_config
+
+    threads = load_config().threads
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _after_promotion(
