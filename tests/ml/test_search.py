@@ -128,6 +128,26 @@ def test_hybrid_search_fuses_dense_and_lexical_results(faq_vectors, minilm_embed
     assert top and all(h.metadata["t"] == "t001" for h in top)
 
 
+@pytest.mark.slow
+def test_hybrid_searcher_embeds_new_documents_and_survives_a_save(minilm_embedder, tmp_path):
+    from ml.search.hybrid import HybridSearcher
+
+    _, _, texts = _faq(40)
+    searcher = HybridSearcher(minilm_embedder, fusion="weighted", weights=(0.7, 0.3))
+    searcher.add([f"p{i}" for i in range(40)], texts)
+    searcher.add(
+        ["refund"], ["Refunds for a cancelled card payment take five working days."], [{"new": True}]
+    )
+    hits = searcher.search("how long until my money comes back after cancelling a card payment", 3)
+    assert hits[0].id == "refund" and hits[0].dense_rank == 1
+    loaded = HybridSearcher.load(searcher.save(tmp_path / "hybrid"), minilm_embedder)
+    assert loaded.fusion == "weighted" and len(loaded) == 41
+    query = "delete my account"
+    assert loaded.search(query, 5) == searcher.search(query, 5)
+    assert searcher.delete(["refund"]) == 1
+    assert "refund" not in [h.id for h in searcher.search("refund cancelled card payment", 10)]
+
+
 # ----- vector index on random vectors (fast)
 
 
