@@ -90,6 +90,9 @@ class ItemEntity(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "entity"], name="item_entity_unique")]
 
+    def __str__(self) -> str:
+        return f"{self.entity_id} in item {self.item_id}"
+
 
 class Topic(models.Model):
     """A topic (earnings, M&A, litigation, guidance...) and the method that assigns it."""
@@ -114,6 +117,9 @@ class ItemTopic(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "topic"], name="item_topic_unique")]
 
+    def __str__(self) -> str:
+        return f"topic {self.topic_id} of item {self.item_id}"
+
 
 class Score(models.Model):
     """A model version's sentiment for an item. Re-scoring with a new version adds a row."""
@@ -131,6 +137,9 @@ class Score(models.Model):
         constraints = [models.UniqueConstraint(fields=["item", "model_version"], name="score_unique")]
         indexes = [models.Index(fields=["model_version", "item"])]
 
+    def __str__(self) -> str:
+        return f"{self.label} {self.score:+.2f} (item {self.item_id})"
+
 
 class Bucket(models.Model):
     """Aggregates per scope (entity, topic, or everything) per hour or day, with rolling baselines."""
@@ -139,7 +148,9 @@ class Bucket(models.Model):
         HOUR = "hour", "Hour"
         DAY = "day", "Day"
 
-    entity = models.ForeignKey(Entity, null=True, blank=True, on_delete=models.CASCADE, related_name="buckets")
+    entity = models.ForeignKey(
+        Entity, null=True, blank=True, on_delete=models.CASCADE, related_name="buckets"
+    )
     topic = models.ForeignKey(Topic, null=True, blank=True, on_delete=models.CASCADE, related_name="buckets")
     granularity = models.CharField(max_length=8, choices=Granularity.choices)
     start = models.DateTimeField()
@@ -163,6 +174,9 @@ class Bucket(models.Model):
             )
         ]
         indexes = [models.Index(fields=["granularity", "start"])]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.start:%Y-%m-%d %H:%M} entity={self.entity_id} topic={self.topic_id}"
 
 
 class AlertRule(models.Model):
@@ -188,7 +202,9 @@ class AlertRule(models.Model):
     min_count = models.PositiveIntegerField(default=5)
     cooldown_minutes = models.PositiveIntegerField(default=240)
     severity = models.CharField(max_length=16, choices=Severity.choices, default=Severity.WARNING)
-    channels = models.JSONField(default=list, blank=True)  # [{"type": "email", "to": [...]}, {"type": "webhook", ...}]
+    channels = models.JSONField(
+        default=list, blank=True
+    )  # [{"type": "email", "to": [...]}, {"type": "webhook", ...}]
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -268,6 +284,9 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"{self.channel_type} for alert {self.alert_id} ({self.status})"
+
 
 class DeliveryAttempt(models.Model):
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
@@ -281,6 +300,9 @@ class DeliveryAttempt(models.Model):
     class Meta:
         ordering = ["delivery", "number"]
 
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery {self.delivery_id}: {'ok' if self.ok else 'failed'}"
+
 
 class Notification(models.Model):
     """The dashboard's own notification list (a delivery channel that cannot be down)."""
@@ -292,3 +314,6 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.message
