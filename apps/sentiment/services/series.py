@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
 
 from apps.sentiment.models import Bucket, Item, ItemEntity, ItemTopic, Score
 
@@ -158,62 +159,153 @@ def _deltas(items: Iterable[ScoredItem]) -> dict[tuple[Scope, str, datetime], li
     return out
 
 
+COUNT_FIELDS = [
+    "count",
+    "score_sum",
+    "negative",
+    "positive",
+    "mean_score",
+    "negative_share",
+    "positive_share",
+]
+LOOKBACK_PERIODS = (
+    6  # fetched with the touched buckets, so the previous bucket usually comes in the same query
+)
+
+
+def _scopes_q(scopes: Iterable[Scope]) -> Q:
+    scopes = set(scopes)
+    entities = [e for e, t in scopes if e is not None]
+    topics = [t for e, t in scopes if t is not None]
+    q = Q(pk__in=[])
+    if entities:
+        q |= Q(entity_id__in=entities, topic__isnull=True)
+    if topics:
+        q |= Q(topic_id__in=topics, entity__isnull=True)
+    if (None, None) in scopes:
+        q |= Q(entity__isnull=True, topic__isnull=True)
+    return q
+
+
+def _key(bucket: Bucket) -> tuple[Scope, datetime]:
+    return (bucket.entity_id, bucket.topic_id), bucket.start
+
+
+def _locked_buckets(
+    granularity: str, keys: Iterable[tuple[Scope, datetime]]
+) -> dict[tuple[Scope, datetime], Bucket]:
+    """The buckets for `keys`, locked, creating the missing ones (one query to read, one to create)."""
+    keys = set(keys)
+    qs = Bucket.objects.select_for_update().filter(
+        _scopes_q(scope for scope, _ in keys), granularity=granularity, start__in={start for _, start in keys}
+    )
+    found = {_key(b): b for b in qs if _key(b) in keys}
+    missing = [k for k in keys if k not in found]
+    if not missing:
+        return found
+    try:
+        with transaction.atomic():
+            created = Bucket.objects.bulk_create(
+                [Bucket(**_scope(scope), granularity=granularity, start=start) for scope, start in missing]
+            )
+        found.update((_key(b), b) for b in created)
+    except IntegrityError:  # another worker created some of them meanwhile: take them one by one
+        for scope, start in missing:
+            bucket, _ = Bucket.objects.get_or_create(**_scope(scope), granularity=granularity, start=start)
+            found[(scope, start)] = Bucket.objects.select_for_update().get(pk=bucket.pk)
+    return found
+
+
 @transaction.atomic
 def series_apply(*, items: Sequence[ScoredItem]) -> int:
-    """Add scored items to their buckets and refresh the baselines; returns the number of buckets touched."""
+    """Add scored items to their buckets and refresh the baselines; returns the number of buckets touched.
+
+    A handful of queries per granularity whatever the batch size: read the touched buckets, create the
+    missing ones, update them, then read each touched scope's recent buckets once to re-derive baselines.
+    """
     deltas = _deltas(items)
-    earliest: dict[tuple[Scope, str], datetime] = {}
-    for (scope, granularity, start), (count, score_sum, neg, pos) in deltas.items():
-        bucket, _ = Bucket.objects.get_or_create(**_scope(scope), granularity=granularity, start=start)
-        bucket = Bucket.objects.select_for_update().get(pk=bucket.pk)
-        bucket.count += int(count)
-        bucket.score_sum += score_sum
-        bucket.negative += int(neg)
-        bucket.positive += int(pos)
-        _refresh_derived(bucket)
-        bucket.save(
-            update_fields=[
-                "count",
-                "score_sum",
-                "negative",
-                "positive",
-                "mean_score",
-                "negative_share",
-                "positive_share",
-            ]
-        )
-        key = (scope, granularity)
-        earliest[key] = min(start, earliest.get(key, start))
-    for (scope, granularity), start in earliest.items():
-        recompute_baselines(scope=scope, granularity=granularity, since=start)
+    for granularity in GRANULARITIES:
+        keys = {(scope, start): acc for (scope, g, start), acc in deltas.items() if g == granularity}
+        if not keys:
+            continue
+        buckets = _locked_buckets(granularity, keys)
+        for key, (count, score_sum, neg, pos) in keys.items():
+            bucket = buckets[key]
+            bucket.count += int(count)
+            bucket.score_sum += score_sum
+            bucket.negative += int(neg)
+            bucket.positive += int(pos)
+            _refresh_derived(bucket)
+        Bucket.objects.bulk_update(list(buckets.values()), COUNT_FIELDS, batch_size=500)
+        earliest: dict[Scope, datetime] = {}
+        for scope, start in keys:
+            earliest[scope] = min(start, earliest.get(scope, start))
+        recompute_baselines_many(granularity=granularity, since=earliest)
     return len(deltas)
 
 
 def recompute_baselines(*, scope: Scope, granularity: str, since: datetime) -> int:
-    """Re-derive the baselines of the scope's buckets starting at or after `since`; returns rows changed."""
-    qs = Bucket.objects.filter(**_scope(scope), granularity=granularity)
-    prev = qs.filter(start__lt=since).order_by("-start").first()
-    changed = []
-    for bucket in qs.filter(start__gte=since).select_for_update().order_by("start"):
-        if prev is None:
-            baseline = initial_baseline(granularity)
-        else:
-            gap = _periods_between(prev.start, bucket.start, granularity)
-            baseline = next_baseline(prev.baseline or initial_baseline(granularity), prev, gap, granularity)
-        if baseline != bucket.baseline:
-            bucket.baseline = baseline
-            changed.append(bucket)
-        prev = bucket
+    """Re-derive the baselines of one scope's buckets starting at or after `since`; returns rows changed."""
+    return recompute_baselines_many(granularity=granularity, since={scope: since})
+
+
+def recompute_baselines_many(*, granularity: str, since: dict[Scope, datetime]) -> int:
+    """Re-derive baselines from each scope's `since` onwards (the previous bucket seeds the chain)."""
+    if not since:
+        return 0
+    window = min(since.values()) - LOOKBACK_PERIODS * PERIOD[granularity]
+    rows: dict[Scope, list[Bucket]] = {}
+    qs = Bucket.objects.select_for_update().filter(
+        _scopes_q(since), granularity=granularity, start__gte=window
+    )
+    for bucket in qs.order_by("start"):
+        rows.setdefault((bucket.entity_id, bucket.topic_id), []).append(bucket)
+    quiet = [scope for scope, first in since.items() if not any(b.start < first for b in rows.get(scope, []))]
+    previous = _previous_many(quiet, granularity, window)
+    changed: list[Bucket] = []
+    for scope, first in since.items():
+        chain = rows.get(scope, [])
+        before = [b for b in chain if b.start < first]
+        prev = before[-1] if before else previous.get(scope)
+        for bucket in chain[len(before) :]:
+            if prev is None:
+                baseline = initial_baseline(granularity)
+            else:
+                gap = _periods_between(prev.start, bucket.start, granularity)
+                baseline = next_baseline(
+                    prev.baseline or initial_baseline(granularity), prev, gap, granularity
+                )
+            if baseline != bucket.baseline:
+                bucket.baseline = baseline
+                changed.append(bucket)
+            prev = bucket
     Bucket.objects.bulk_update(changed, ["baseline"], batch_size=500)
     return len(changed)
+
+
+def _previous_many(scopes: list[Scope], granularity: str, before: datetime) -> dict[Scope, Bucket]:
+    """Each scope's last bucket before `before` (quiet scopes, or new ones with none): two queries in all."""
+    if not scopes:
+        return {}
+    wanted = set(scopes)
+    base = Bucket.objects.filter(_scopes_q(wanted), granularity=granularity, start__lt=before)
+    latest = {
+        (row["entity_id"], row["topic_id"]): row["last"]
+        for row in base.values("entity_id", "topic_id").annotate(last=Max("start"))
+    }
+    latest = {scope: when for scope, when in latest.items() if scope in wanted}
+    if not latest:
+        return {}
+    rows = base.filter(_scopes_q(latest), start__in=set(latest.values()))
+    return {_key(b)[0]: b for b in rows if latest.get(_key(b)[0]) == b.start}
 
 
 @transaction.atomic
 def series_rebuild(*, version_id: int, start: datetime, end: datetime) -> dict[str, int]:
     """Recompute every bucket in [start, end) (widened to whole UTC days) from `version`'s scores."""
-    start, end = floor_time(start, "day"), floor_time(end, "day")
-    if end <= start or floor_time(end, "day") != end:
-        end = end + PERIOD["day"] if end > start else start + PERIOD["day"]
+    start, day_end = floor_time(start, "day"), floor_time(end, "day")
+    end = day_end if day_end == end else day_end + PERIOD["day"]
+    end = max(end, start + PERIOD["day"])
     old = Bucket.objects.filter(start__gte=start, start__lt=end)
     touched: set[tuple[Scope, str]] = {
         ((e, t), g) for e, t, g in old.values_list("entity_id", "topic_id", "granularity")
@@ -228,8 +320,9 @@ def series_rebuild(*, version_id: int, start: datetime, end: datetime) -> dict[s
             *((None, t) for t in item.topic_ids),
         ]:
             touched.update((scope, g) for g in GRANULARITIES)
-    for scope, granularity in touched:
-        recompute_baselines(scope=scope, granularity=granularity, since=start)
+    for granularity in GRANULARITIES:
+        scopes = {scope: start for scope, g in touched if g == granularity}
+        recompute_baselines_many(granularity=granularity, since=scopes)
     return {"deleted": deleted, "buckets": created, "items": len(items)}
 
 

@@ -196,3 +196,30 @@ def test_entities_api_lists_and_upserts(client: APIClient) -> None:
     bad = client.post("/api/sentiment/entities/", {"ticker": "two words"}, format="json")
     assert bad.status_code == 400 and "not a ticker" in bad.json()["detail"]
     assert [e["ticker"] for e in client.get("/api/sentiment/entities/").json()] == ["TSLA"]
+
+
+def test_a_quiet_scope_finds_its_previous_bucket_beyond_the_look_back(entity: Entity) -> None:
+    e = (entity.pk,)
+    series_apply(items=[ScoredItem(H0, "positive", 0.5, e), ScoredItem(H0 + 2 * H, "neutral", 0.0, e)])
+    series_apply(items=[ScoredItem(H0 + 20 * H, "negative", -0.5, e)])  # 17 empty hours later
+
+    before, last = _hour(entity, H0 + 2 * H), _hour(entity, H0 + 20 * H)
+    assert last.baseline["gap"] == 17
+    assert last.baseline["count"]["n"] == before.baseline["count"]["n"] + 1 + 17  # 17 zeros folded in
+    assert last.baseline["count"]["ewma"] < 0.4  # 1.9 decayed by 0.92 ** 17
+    assert last.baseline["mean_score"]["n"] == 2  # the empty hours are not sentiment observations
+
+
+def test_rebuild_covers_whole_days_up_to_the_end(entity: Entity) -> None:
+    source = Source.objects.create(name="s", kind="push")
+    version = _version(1)
+    day2 = H0 + timedelta(days=1)
+    for i, when in enumerate([H0, day2 + 3 * H]):  # 09:00 on day 1, 12:00 on day 2
+        item = Item.objects.create(source=source, text=f"t{i}", text_hash=f"h{i}", published_at=when)
+        Score.objects.create(item=item, model_version=version, label="negative", p_negative=0.8, p_neutral=0.2,
+                             p_positive=0.0, score=-0.8)  # fmt: skip
+
+    result = series_rebuild(version_id=version.pk, start=H0 + H, end=day2 + 3 * H + timedelta(minutes=30))
+
+    assert result["items"] == 2
+    assert Bucket.objects.filter(entity=None, topic=None, granularity="day").count() == 2
