@@ -60,6 +60,9 @@ def poll_feed(source_id: int) -> dict[str, object] | None:
 )
 def score_items(item_ids: list[int]) -> dict[str, object]:
     report = scoring.items_score(item_ids=item_ids)
+    if report.entity_ids or report.topic_ids or report.bucket_rows:
+        # the series moved: evaluate the alert rules of the touched scopes now rather than at the next beat
+        evaluate_alerts.delay(entity_ids=list(report.entity_ids), topic_ids=list(report.topic_ids))
     return {"scored": report.scored, "skipped": report.skipped, "version": report.version}
 
 

@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from apps.core.models import ModelVersion
 from apps.core.services.registry import active_version
 from apps.sentiment.models import Item, ItemEntity, ItemTopic, Score
+from apps.sentiment.services.series import ScoredItem, series_apply
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ class ScoreReport:
     skipped: int
     version: str
     bucket_rows: int = 0
+    entity_ids: tuple[int, ...] = ()  # scopes whose series changed (for alert evaluation)
+    topic_ids: tuple[int, ...] = ()
 
 
 def items_score(
@@ -120,11 +123,18 @@ def items_score(
     scores = [_score_row(pk, version, p) for (pk, _, _, _), p in zip(rows, probs, strict=True)]
     with transaction.atomic():
         stored = _store_scores(scores)
+        fed: list[ScoredItem] = []
         bucket_rows = 0
         if feed_series and version.is_active and stored:
-            bucket_rows = _feed_series(stored, version, {pk: published for pk, _, _, published in rows})
+            fed = _series_items(stored, version, {pk: published for pk, _, _, published in rows})
+            bucket_rows = series_apply(items=fed) if fed else 0
     return ScoreReport(
-        scored=len(stored), skipped=len(item_ids) - len(stored), version=str(version), bucket_rows=bucket_rows
+        scored=len(stored),
+        skipped=len(item_ids) - len(stored),
+        version=str(version),
+        bucket_rows=bucket_rows,
+        entity_ids=tuple(sorted({e for item in fed for e in item.entity_ids})),
+        topic_ids=tuple(sorted({t for item in fed for t in item.topic_ids})),
     )
 
 
@@ -146,9 +156,10 @@ def _store_scores(scores: list[Score]) -> list[Score]:
     return stored
 
 
-def _feed_series(stored: list[Score], version: ModelVersion, published: dict[int, datetime]) -> int:
-    from apps.sentiment.services.series import ScoredItem, series_apply
-
+def _series_items(
+    stored: list[Score], version: ModelVersion, published: dict[int, datetime]
+) -> list[ScoredItem]:
+    """The time-series view of freshly stored scores (items first scored by this version only)."""
     ids = [s.item_id for s in stored]
     rescored = set(
         Score.objects.filter(item_id__in=ids).exclude(model_version=version).values_list("item_id", flat=True)
@@ -170,7 +181,7 @@ def _feed_series(stored: list[Score], version: ModelVersion, published: dict[int
         for s in stored
         if s.item_id not in rescored
     ]
-    return series_apply(items=batch)
+    return batch
 
 
 def items_unscored(

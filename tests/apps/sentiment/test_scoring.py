@@ -225,3 +225,32 @@ def test_replay_inline_scores_what_it_ingests(active: ModelVersion, tmp_path: Pa
                     "2024-01-01T02:00:00Z,Sampo beats estimates and its shares jump\n", encoding="utf-8")  # fmt: skip
     call_command("sentiment_replay", str(path), "--speed", "0", "--inline")
     assert Score.objects.filter(model_version=active).count() == 2
+
+
+def test_a_negative_burst_fires_an_alert_through_the_scoring_task(
+    active: ModelVersion, source: Source, django_capture_on_commit_callbacks: Any
+) -> None:
+    """End to end: ingest -> (on commit) the scoring task -> buckets -> the alert evaluation it queues."""
+    from django.utils import timezone
+
+    from apps.sentiment.models import Alert, AlertRule
+
+    nokia = Entity.objects.create(ticker="NOK", name="Nokia", aliases=["Nokia"])
+    AlertRule.objects.create(
+        name="Nokia turns", entity=nokia, condition="score_drop", threshold=2.0, min_count=4
+    )
+    now = timezone.now()
+    cities = ["Espoo", "Oulu", "Tampere", "Turku", "Vaasa", "Lahti", "Kuopio", "Pori"]
+    calm = [ItemRecord(text=f"Nokia has offices in Helsinki and {city}", published_at=now - (i + 1) * timedelta(hours=1))
+            for i, city in enumerate(cities)]  # fmt: skip
+    burst = [
+        ItemRecord(text=f"Nokia shares plunge after a profit warning ({n})", published_at=now)
+        for n in range(6)
+    ]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest.items_ingest(source=source, records=calm + burst)
+
+    assert Score.objects.count() == len(calm) + len(burst)
+    alert = Alert.objects.get(rule__entity=nokia)
+    assert alert.status == "fired" and alert.value < -2.0

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         "Times are shifted so the first item is published now and the gaps between items are divided by --speed "
         "(60: an hour of data in a minute); each item is ingested when its shifted time comes. --speed 0 ingests "
         "everything at once, keeping the original gaps but ending now. Scoring is queued to the inference "
-        "workers, or done here with --inline. Items already stored are skipped as duplicates."
+        "workers, or done here with --inline (which also evaluates the alert rules after each batch). Items already stored are skipped as duplicates."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -100,9 +100,7 @@ class Command(BaseCommand):
                 )
                 _fold(total, part, [n for n, _ in chunk])
                 if opts["inline"] and part.item_ids:
-                    from apps.sentiment.services.scoring import items_score
-
-                    items_score(item_ids=part.item_ids)
+                    _score_and_evaluate(part.item_ids)
                 self.stderr.write(f"{i}/{len(rows)} rows: {total.created} new, {total.duplicates} duplicates")
             elif i < len(rows):
                 due = start + (rows[i][2] - first) / speed
@@ -132,6 +130,16 @@ def _read(path: Path, encoding: str) -> list[tuple[int, ingest.ItemRecord, datet
         raise ServiceError(f"row {number}: {reason} ({len(report.rejected)} bad rows in all)")
     rows.sort(key=lambda r: r[2])
     return rows
+
+
+def _score_and_evaluate(item_ids: list[int]) -> None:
+    """--inline: what the inference worker and the alert task would do, in this process."""
+    from apps.sentiment.services.alerts import alerts_evaluate
+    from apps.sentiment.services.scoring import items_score
+
+    report = items_score(item_ids=item_ids)
+    if report.entity_ids or report.topic_ids:
+        alerts_evaluate(entity_ids=report.entity_ids, topic_ids=report.topic_ids)
 
 
 def _fold(total: ingest.IngestReport, part: ingest.IngestReport, numbers: list[int]) -> None:
