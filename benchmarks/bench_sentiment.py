@@ -62,7 +62,8 @@ def run(data_dir: Path | None = None, quick: bool = False) -> dict[str, Any]:
         )
     if out.returncode != 0:
         raise RuntimeError(f"bench_sentiment failed: {out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 # --- the child process ----------------------------------------------------------------------------------

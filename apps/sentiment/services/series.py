@@ -289,7 +289,7 @@ def _previous_many(scopes: list[Scope], granularity: str, before: datetime) -> d
         return {}
     wanted = set(scopes)
     base = Bucket.objects.filter(_scopes_q(wanted), granularity=granularity, start__lt=before)
-    latest = {
+    latest: dict[Scope, datetime] = {
         (row["entity_id"], row["topic_id"]): row["last"]
         for row in base.values("entity_id", "topic_id").annotate(last=Max("start"))
     }
