@@ -46,18 +46,24 @@ def _load_backend_module(kind: str, name: str) -> None:
         importlib.import_module(module)
 
 
-def _default_embed_backend() -> str:
+def _default_embed_backend(model_path: str) -> str:
+    """`auto`: int8 on CPU only when the stored quality gate for this model's export passed (see
+    ml.embeddings.quality, written by benchmarks/bench_embeddings.py); otherwise fp32."""
     cfg = load_config()
     if cfg.embed_backend != "auto":
         return cfg.embed_backend
+    from ml.embeddings.quality import int8_gate_passed
+
+    if cfg.device == "cpu" and int8_gate_passed(cfg.model_store, model_path):
+        return "onnx-int8"
     return "torch-fp32"
 
 
 def embedder(backend: str | None = None, model: str | None = None) -> Embedder:
     """The embedder for `backend` and `model` (defaults from ML_EMBED_BACKEND / ML_EMBED_MODEL), cached."""
     cfg = load_config()
-    name = backend or _default_embed_backend()
     path = resolve_model(model or cfg.embed_model, default=cfg.embed_model)
+    name = backend or _default_embed_backend(path)
     _load_backend_module("embedding", name)
     return MODELS.get(
         ("embedding", name, path, cfg.device),
