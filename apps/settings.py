@@ -190,7 +190,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"PromptLabelNameEnum": "apps.core.models.PromptLabel.Name"},
+    "ENUM_NAME_OVERRIDES": {
+        "PromptLabelNameEnum": "apps.core.models.PromptLabel.Name",
+        "JobStatusEnum": "apps.core.models.JobStatus",
+        "AlertStatusEnum": "apps.sentiment.models.Alert.Status",
+        "DeliveryStatusEnum": "apps.sentiment.models.Delivery.Status",
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------------------------
