@@ -33,6 +33,7 @@ bootstrap: migrate ## roles, the first admin (CONTEXTA_ADMIN_USER/PASSWORD, or p
 	$(PY) manage.py collectstatic --noinput -v 0
 
 run: bootstrap ## run the whole suite on http://127.0.0.1:8000 (web, 3 workers, beat); Ctrl-C stops all
+	$(PY) manage.py sentiment_bootstrap
 	$(PY) manage.py run_suite
 
 web: bootstrap ## only the web server
