@@ -7,7 +7,8 @@ and later calls reuse it; a new artifact directory (a new active version) is a n
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from ml.classify import CLASSIFIERS, Classifier, Prediction, to_predictions
 from ml.config import load_config
 from ml.embeddings import EMBEDDERS, Embedder
 from ml.errors import ArtifactError
+from ml.generation import GENERATORS, GenerationChunk, GenerationRequest, GenerationResult, Generator
 from ml.packaged import resolve_model
 from ml.text import clean_texts
 from ml.training.classifier import ClassifierSpec, TrainResult, train_classifier
@@ -25,11 +27,17 @@ from ml.training.runner import TrainingCallbacks
 
 __all__ = [
     "ClassifierSpec",
+    "GenerationChunk",
+    "GenerationRequest",
+    "GenerationResult",
     "Prediction",
     "TrainResult",
     "classify",
     "embed",
     "embedder",
+    "generate",
+    "generator",
+    "stream",
     "train_classifier",
 ]
 
@@ -37,6 +45,7 @@ __all__ = [
 _BACKEND_MODULES = {
     "embedding": {"torch-fp32": "ml.embeddings.torch_backend", "onnx-int8": "ml.embeddings.onnx_backend"},
     "classifier": {"torch-fp32": "ml.classify", "onnx-int8": "ml.onnx_classify"},
+    "generator": {"local": "ml.generation.local", "openai": "ml.generation.openai_http"},
 }
 
 
@@ -102,3 +111,24 @@ def classify(
 def run_training(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCallbacks) -> TrainResult:
     """Train a classifier version into `out_dir`; see `ml.training.classifier.train_classifier`."""
     return train_classifier(spec, out_dir, callbacks)
+
+
+def generator(backend: str | None = None) -> Generator:
+    """The text generator for `backend` ("local" or "openai"; default ML_GENERATOR_BACKEND, else "local").
+
+    The local backend's weights load once per process; its model, adapter, dtype and quantization come from
+    the ML_GENERATOR_* settings (see `ml.generation.local`), the HTTP backend's URL and key likewise.
+    """
+    name = backend or os.environ.get("ML_GENERATOR_BACKEND") or "local"
+    _load_backend_module("generator", name)
+    return GENERATORS.create(name, device=load_config().device)
+
+
+def generate(request: GenerationRequest, backend: str | None = None) -> GenerationResult:
+    """The whole answer to `request`, with its finish reason, timings and the model that wrote it."""
+    return generator(backend).generate(request)
+
+
+def stream(request: GenerationRequest, backend: str | None = None) -> Iterator[GenerationChunk]:
+    """Text deltas of the answer as they are generated; the last chunk carries the finish reason and result."""
+    return generator(backend).stream(request)
