@@ -279,6 +279,17 @@ def test_seeded_sampling_repeats_and_different_seeds_vary(smollm2: Any) -> None:
 
 
 @pytest.mark.slow
+def test_the_dequantised_gguf_model_can_be_saved_as_a_plain_checkpoint(smollm2: Any, tmp_path: Any) -> None:
+    import json
+
+    smollm2.model.save_pretrained(tmp_path)  # transformers refuses while the GGUF quantizer is attached
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert (tmp_path / "model.safetensors").stat().st_size > 100_000_000
+
+
+@pytest.mark.slow
 def test_the_model_loads_once_per_process(smollm2: Any) -> None:
     from ml.api import generate, generator
     from ml.cache import MODELS
