@@ -147,7 +147,7 @@ class PromptVersion(models.Model):
     def save(self, *args: object, **kwargs: object) -> None:
         if self.pk is not None:
             raise ValidationError("Prompt versions are immutable: edit the template to create a new version.")
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
 
 class PromptLabel(models.Model):

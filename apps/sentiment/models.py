@@ -52,7 +52,9 @@ class Item(models.Model):
     external_id = models.CharField(max_length=300, blank=True, default="")
     truncated = models.BooleanField(default=False)
     ingested_at = models.DateTimeField(auto_now_add=True)
-    entities = models.ManyToManyField("Entity", through="ItemEntity", related_name="items")
+    entities: models.ManyToManyField[Entity, ItemEntity] = models.ManyToManyField(
+        "Entity", through="ItemEntity", related_name="items"
+    )
 
     class Meta:
         ordering = ["-published_at", "-id"]

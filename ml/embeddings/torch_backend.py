@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ml.embeddings import EMBEDDERS
+from ml.errors import ArtifactError
 from ml.text import length_order
 
 
@@ -15,8 +16,10 @@ class TorchEmbedder:
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(model_path, device=device, local_files_only=True)
-        self.dimension = int(self.model.get_embedding_dimension())
-        self.max_length = int(self.model.max_seq_length)
+        dimension, max_length = self.model.get_embedding_dimension(), self.model.max_seq_length
+        if dimension is None or max_length is None:
+            raise ArtifactError(f"{model_path} does not declare its embedding size and window")
+        self.dimension, self.max_length = int(dimension), int(max_length)
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         if not texts:
