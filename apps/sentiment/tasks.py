@@ -1,6 +1,7 @@
 """Thin Celery tasks of the sentiment app: take ids, call a service.
 
-Periodic work: `sentiment.poll_due_feeds` runs every FEED_SCAN_SECONDS from beat. The entry is added with
+Periodic work: `sentiment.poll_due_feeds` runs every FEED_SCAN_SECONDS from beat, `sentiment.score_stragglers`
+every STRAGGLER_SECONDS. The entries are added with
 `app.add_periodic_task` when this module is imported (SentimentConfig.ready imports it, and Celery's Django
 fix-up sets Django up in the beat process before the scheduler reads `beat_schedule`), because the project
 settings module is not this app's to edit.
@@ -20,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 FEED_SCAN_SECONDS = 60.0
 POLL_EXPIRES_SECONDS = 300
+STRAGGLER_SECONDS = 600.0
 
 
 @shared_task(name="sentiment.poll_due_feeds", acks_late=True, ignore_result=True)
@@ -66,8 +68,23 @@ def score_items(item_ids: list[int]) -> dict[str, object]:
     return {"scored": report.scored, "skipped": report.skipped, "version": report.version}
 
 
+@shared_task(name="sentiment.score_stragglers", acks_late=True, ignore_result=True)
+def score_stragglers() -> int:
+    """Re-queue items whose scoring task was lost (scoring is idempotent, so a late duplicate is harmless)."""
+    from apps.sentiment.services.ingest import enqueue_scoring
+
+    ids = scoring.items_stragglers()
+    enqueue_scoring(ids)
+    if ids:
+        logger.warning("re-queued %d items that were never scored", len(ids))
+    return len(ids)
+
+
 app.add_periodic_task(
     FEED_SCAN_SECONDS, poll_due_feeds.s(), name="sentiment-poll-feeds", expires=FEED_SCAN_SECONDS - 5
+)
+app.add_periodic_task(
+    STRAGGLER_SECONDS, score_stragglers.s(), name="sentiment-score-stragglers", expires=STRAGGLER_SECONDS - 5
 )
 
 # The alerting half's tasks (evaluation, delivery, the delivery sweeper) and their beat entries.

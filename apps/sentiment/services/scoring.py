@@ -14,10 +14,11 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.core.models import ModelVersion
 from apps.core.services.registry import active_version
@@ -194,3 +195,22 @@ def items_unscored(
     if end is not None:
         qs = qs.filter(published_at__lt=end)
     return list(qs.order_by("published_at").values_list("pk", flat=True))
+
+
+STRAGGLER_AGE = timedelta(minutes=15)
+STRAGGLER_WINDOW = timedelta(hours=24)
+STRAGGLER_LIMIT = 2000
+
+
+def items_stragglers(*, now: datetime | None = None) -> list[int]:
+    """Items ingested 15 min to 24 h ago that the active version has not scored (a lost scoring task).
+
+    Younger items are probably still queued; older ones are left to an explicit re-score job.
+    """
+    version = active_version(TASK)
+    if version is None:
+        return []
+    now = now or timezone.now()
+    qs = Item.objects.filter(ingested_at__lt=now - STRAGGLER_AGE, ingested_at__gte=now - STRAGGLER_WINDOW)
+    qs = qs.exclude(scores__model_version=version)
+    return list(qs.order_by("ingested_at").values_list("pk", flat=True)[:STRAGGLER_LIMIT])

@@ -178,6 +178,7 @@ def test_beat_fans_out_one_poll_per_due_feed_and_a_feed_is_claimed_once(server: 
 def test_feed_polling_is_on_the_beat_schedule() -> None:
     from apps.celery import app
 
+    assert app.conf.beat_schedule["sentiment-score-stragglers"]["task"] == "sentiment.score_stragglers"
     entry = app.conf.beat_schedule["sentiment-poll-feeds"]
     assert entry["task"] == "sentiment.poll_due_feeds"
     assert entry["options"]["expires"] < entry["schedule"]

@@ -254,3 +254,19 @@ def test_a_negative_burst_fires_an_alert_through_the_scoring_task(
     assert Score.objects.count() == len(calm) + len(burst)
     alert = Alert.objects.get(rule__entity=nokia)
     assert alert.status == "fired" and alert.value < -2.0
+
+
+def test_items_whose_scoring_task_was_lost_are_picked_up(active: ModelVersion, source: Source) -> None:
+    from django.utils import timezone
+
+    from apps.sentiment.tasks import score_stragglers
+
+    old, _fresh = _ingest(
+        source, ["Kone raises its dividend after a record year", "Kone publishes its report"]
+    )
+    Item.objects.filter(pk=old).update(ingested_at=timezone.now() - timedelta(hours=1))
+
+    assert scoring.items_stragglers() == [old]  # the fresh one is probably still queued
+    assert score_stragglers() == 1  # eager: scored in-process
+    assert Score.objects.filter(item_id=old, model_version=active).exists()
+    assert scoring.items_stragglers() == []
