@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -141,16 +140,12 @@ def test_entity_linking_uses_cashtags_and_whole_word_aliases(text: str, expected
     assert _matcher().match(text) == expected
 
 
-def test_linking_is_fast_for_a_thousand_entities() -> None:
+def test_linking_works_on_a_thousand_entity_watchlist() -> None:
+    # speed at this size is measured by benchmarks/bench_sentiment.py (`linking`), not asserted here
     entities = [(i, f"T{i:03d}", [f"Company{i} Holdings", f"Brand{i}"]) for i in range(1000)]
     matcher = EntityMatcher(entities)
-    text = "Brand17 and Company512 Holdings beat estimates, $T999 falls; " * 5
-    started = time.perf_counter()
-    for _ in range(200):
-        found = matcher.match(text)
-    per_text = (time.perf_counter() - started) / 200
-    assert set(found) == {17, 512, 999}
-    assert per_text < 0.005  # measured about 0.1 ms; this only guards against a per-entity scan
+    text = "Brand17 and Company512 Holdings beat estimates, $T999 falls; Company3 is not an alias"
+    assert matcher.match(text) == {999: "$T999", 17: "Brand17", 512: "Company512 Holdings"}
 
 
 def test_ingested_items_are_linked_to_entities_and_topics(source: Source) -> None:
