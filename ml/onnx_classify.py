@@ -16,8 +16,7 @@ from ml.artifacts import read_meta
 from ml.classify import CLASSIFIERS, softmax
 from ml.config import load_config
 from ml.errors import ArtifactError
-from ml.onnx_export import OnnxModel, ensure_onnx, load_session, session_inputs
-from ml.text import length_order
+from ml.onnx_export import OnnxModel, ensure_onnx, load_session, token_batches
 
 
 class OnnxClassifier:
@@ -34,25 +33,20 @@ class OnnxClassifier:
         self.max_length = int(meta.hyperparameters.get("max_length") or 128)
         self.export: OnnxModel = ensure_onnx(Path(artifact_dir), variant="sequence-classifier", store=store)
         self.session = load_session(self.export, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"cannot load the tokenizer of {artifact_dir}: {exc}") from None
 
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Raw logits in input order, computed in length-sorted batches."""
+        """Raw logits in input order, computed in batches sorted by token count."""
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        order = length_order(texts)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            enc = self.tokenizer(
-                [texts[i] for i in batch],
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="np",
-            )
-            out[batch] = self.session.run(None, session_inputs(self.session, enc))[0]
+        for batch, inputs in token_batches(
+            self.tokenizer, texts, self.max_length, batch_size, self.input_names
+        ):
+            feed = {k: v for k, v in inputs.items() if k in self.input_names}
+            out[batch] = self.session.run(None, feed)[0]
         return out
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
