@@ -64,6 +64,7 @@ def test_unhealthy_when_the_model_store_is_not_writable(client, settings, tmp_pa
     assert response.json()["checks"]["model_store"]["ok"] is False
 
 
+@pytest.mark.django_db(transaction=True)  # the thread has its own connection: commit for real
 def test_heartbeat_thread_writes_and_stops():
     import time
 
