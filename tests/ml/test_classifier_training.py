@@ -9,22 +9,11 @@ from ml.api import ClassifierSpec, classify, run_training
 from ml.datasets import load_tfns, stratified_sample
 from ml.errors import ArtifactError, Cancelled, InvalidInput
 from ml.training.classifier import stratified_split
-from ml.training.runner import Progress, SilentCallbacks
+from ml.training.runner import SilentCallbacks
+from tests.ml.recorder import Recorder
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 pytestmark = pytest.mark.slow
-
-
-class Recorder(SilentCallbacks):
-    def __init__(self, stop_at: int = 0) -> None:
-        self.events: list[Progress] = []
-        self.stop_at = stop_at
-
-    def on_progress(self, progress: Progress) -> None:
-        self.events.append(progress)
-
-    def should_stop(self) -> bool:
-        return bool(self.stop_at) and len(self.events) >= self.stop_at
 
 
 @pytest.fixture(scope="module")

@@ -16,21 +16,10 @@ from ml.training.embedding import (
     split_by_group,
     train_embedding,
 )
-from ml.training.runner import Progress, SilentCallbacks
+from ml.training.runner import SilentCallbacks
+from tests.ml.recorder import Recorder
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "stackfaq"
-
-
-class Recorder(SilentCallbacks):
-    def __init__(self, stop_at: int = 0) -> None:
-        self.events: list[Progress] = []
-        self.stop_at = stop_at
-
-    def on_progress(self, progress: Progress) -> None:
-        self.events.append(progress)
-
-    def should_stop(self) -> bool:
-        return bool(self.stop_at) and len(self.events) >= self.stop_at
 
 
 @pytest.fixture(scope="module")
