@@ -163,7 +163,7 @@ class Bucket(models.Model):
     mean_score = models.FloatField(default=0.0)
     negative_share = models.FloatField(default=0.0)
     positive_share = models.FloatField(default=0.0)
-    # EWMA baselines (mean and variance) of each statistic up to and including this bucket.
+    # EWMA baselines (mean and variance) of each statistic over the buckets BEFORE this one (see services/series.py).
     baseline = models.JSONField(default=dict, blank=True)
 
     class Meta:
