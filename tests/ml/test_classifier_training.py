@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from ml.api import ClassifierSpec, classify, run_training
 from ml.datasets import load_tfns, stratified_sample
 from ml.errors import ArtifactError, Cancelled, InvalidInput
-from ml.training.classifier import stratified_split
+from ml.training.classifier import POOL_BATCHES, length_bucketed_batches, stratified_split
 from ml.training.runner import SilentCallbacks
 from tests.ml.recorder import Recorder
 
@@ -94,3 +95,24 @@ def test_validation_split_is_stratified_and_deterministic():
     assert sorted(train + val) == list(range(60))
     assert sum(labels[i] == "b" for i in val) == 2
     assert stratified_split(labels, 0.2, seed=3) == (train, val)
+
+
+def test_length_bucketed_batches_cover_every_example_once_and_pad_less():
+    rng = random.Random(5)
+    texts = ["w " * rng.randint(1, 60) for _ in range(2000)]
+    indices = list(range(0, 2000, 2))  # the training part only
+    batches = length_bucketed_batches(indices, texts, 16, random.Random(1))
+    assert sorted(i for b in batches for i in b) == indices
+    assert all(1 <= len(b) <= 16 for b in batches)
+
+    def padding(bs: list[list[int]]) -> int:
+        return sum(max(len(texts[i]) for i in b) * len(b) - sum(len(texts[i]) for i in b) for b in bs)
+
+    shuffled = indices[:]
+    random.Random(1).shuffle(shuffled)
+    plain = [shuffled[i : i + 16] for i in range(0, len(shuffled), 16)]
+    assert padding(batches) < padding(plain) / 4
+    # a fresh order each epoch, the same one for the same seed
+    again = length_bucketed_batches(indices, texts, 16, random.Random(1))
+    assert again == batches and length_bucketed_batches(indices, texts, 16, random.Random(2)) != batches
+    assert len(indices) > 16 * POOL_BATCHES  # more than one pool was cut

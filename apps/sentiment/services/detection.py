@@ -17,10 +17,19 @@ buckets *before* it, so the window never dilutes its own baseline. Its layout (o
 (series.py's docstring is the contract; there, hours without items count as zeros in the `count` baseline, so
 the window's items per hour also counts its empty hours.)
 
-    z = (value - ewma) / max(sqrt(ewmvar), floor)
+    z = (value - ewma) / std_window
 
-The floor keeps a flat history from producing an infinite z: STD_FLOOR per statistic, and for counts
-max(1, sqrt(ewma)) (a Poisson count of mean m has a spread of about sqrt(m)). Nothing fires with fewer than
+`std_window` is the spread the window's value would have under the baseline, so it depends on how many items
+and hours the window holds (a mean over 500 items moves less by chance than one over 10):
+
+- mean score and shares: the hourly values' variance `ewmvar` is split into sampling noise at the usual
+  bucket size n = max(1, count baseline) and real hour-to-hour drift, drift = max(0, ewmvar - s2 / n), where
+  s2 is the per-item variance under the baseline (p(1 - p) for a share; for the score, whose items lie in
+  [-1, 1], P(positive) + P(negative) - mean^2 from the baseline shares, exact for hard labels). Then
+  std_window^2 = drift / k + s2 / items. A window of the usual size over one hour gets sqrt(ewmvar) back.
+- volume: the hourly count's variance, at least its mean (Poisson), over k hours: sqrt(max(ewmvar, ewma, 1) / k).
+
+STD_FLOOR keeps a flat, label-free history (s2 = 0) from producing an infinite z. Nothing fires with fewer than
 `min_count` items in the window, or with a baseline built from fewer than MIN_HISTORY buckets. A drop fires
 when z <= -threshold, the other conditions when z >= threshold.
 
@@ -44,8 +53,9 @@ from apps.sentiment.models import AlertRule, Bucket
 
 HOUR = timedelta(hours=1)
 MIN_HISTORY = 3
-# The same floors as services/series.py (VAR_FLOOR there): std 0.1 for the mean score, 0.05 for the shares.
-STD_FLOOR = {"mean_score": 0.1, "negative_share": 0.05, "positive_share": 0.05, "count": 1.0}
+# Lowest window spread: only reached when the history carries no per-item variance (every item neutral).
+STD_FLOOR = {"mean_score": 0.02, "negative_share": 0.01, "positive_share": 0.01}
+MIN_ITEM_VAR = 0.01
 Condition = AlertRule.Condition
 STATISTIC = {
     Condition.SCORE_DROP: "mean_score",
@@ -133,10 +143,29 @@ def window_start(spec: RuleSpec, at: datetime) -> datetime:
     return floor_hour(at) - (spec.window_buckets - 1) * HOUR
 
 
-def std_floor(statistic: str, ewma: float) -> float:
+def item_variance(statistic: str, baseline: dict[str, Any]) -> float:
+    """The variance of one item's value under the baseline (see the module docstring)."""
+
+    def ewma(name: str) -> float:
+        return float((baseline.get(name) or {}).get("ewma") or 0.0)
+
+    if statistic == "mean_score":
+        mean = ewma("mean_score")
+        return max(MIN_ITEM_VAR, ewma("positive_share") + ewma("negative_share") - mean * mean)
+    p = min(max(ewma(statistic), 0.0), 1.0)
+    return max(MIN_ITEM_VAR, p * (1.0 - p))
+
+
+def window_std(statistic: str, baseline: dict[str, Any], *, items: int, hours: int) -> float:
+    """How far the window's value spreads by chance under the baseline, for `items` items over `hours`."""
+    state = baseline[statistic]
+    ewma, ewmvar = float(state["ewma"]), max(float(state.get("ewmvar", 0.0)), 0.0)
     if statistic == "count":
-        return max(1.0, math.sqrt(max(ewma, 0.0)))
-    return STD_FLOOR.get(statistic, 0.1)
+        return math.sqrt(max(ewmvar, ewma, 1.0) / hours)
+    s2 = item_variance(statistic, baseline)
+    usual = max(1.0, float((baseline.get("count") or {}).get("ewma") or 1.0))
+    drift = max(0.0, ewmvar - s2 / usual)
+    return max(math.sqrt(drift / hours + s2 / max(items, 1)), STD_FLOOR.get(statistic, 0.02))
 
 
 def _window_value(spec: RuleSpec, rows: Sequence[BucketRow], count: int) -> float:
@@ -153,11 +182,12 @@ def evaluate(spec: RuleSpec, rows: Sequence[BucketRow], *, start: datetime, end:
     if not rows or count == 0:
         return Detection(False, None, None, None, None, 0, start, end, "no items in the window")
     value = _window_value(spec, rows, count)
-    base = (rows[0].baseline or {}).get(spec.statistic) or {}
+    baseline = rows[0].baseline or {}
+    base = baseline.get(spec.statistic) or {}
     if int(base.get("n", 0)) < MIN_HISTORY or base.get("ewma") is None:
         return Detection(False, None, value, None, None, count, start, end, "no baseline yet")
     ewma = float(base["ewma"])
-    std = max(math.sqrt(max(float(base.get("ewmvar", 0.0)), 0.0)), std_floor(spec.statistic, ewma))
+    std = window_std(spec.statistic, baseline, items=count, hours=spec.window_buckets)
     z = (value - ewma) / std
     if count < spec.min_count:
         return Detection(False, z, value, ewma, std, count, start, end, f"fewer than {spec.min_count} items")

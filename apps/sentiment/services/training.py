@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 16,
     "max_steps": 0,
     "max_examples": 0,
+    "class_weights": True,
     "promote": "if_better",
 }
 # The first model `sentiment_bootstrap` trains on a fresh install: tweets only (commercially usable), one epoch.
@@ -182,6 +183,18 @@ def _number(params: dict[str, Any], name: str, cast: type, low: float, high: flo
     return value
 
 
+def _flag(params: dict[str, Any], name: str) -> bool:
+    raw = params.get(name, DEFAULTS[name])
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ServiceError(f"{name} must be true or false, got {raw!r}", field=name)
+
+
 def _when(raw: Any, name: str) -> str:
     if raw in (None, ""):
         return ""
@@ -203,6 +216,7 @@ TRAIN_PARAMS = {
     "batch_size",
     "max_steps",
     "max_examples",
+    "class_weights",
     "promote",
     "rescore_from",
     "rescore_to",
@@ -226,6 +240,7 @@ def validate_train_params(params: dict[str, Any], *, restrict_paths: bool = True
     clean["batch_size"] = _number(params, "batch_size", int, 1, 256)
     clean["max_steps"] = _number(params, "max_steps", int, 0, 10_000_000)
     clean["max_examples"] = _number(params, "max_examples", int, 0, 10_000_000)
+    clean["class_weights"] = _flag(params, "class_weights")
     promote = params.get("promote", DEFAULTS["promote"])
     if promote not in ("if_better", "always", "never"):
         raise ServiceError("promote must be if_better, always or never", field="promote")
@@ -327,6 +342,7 @@ def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], d
         learning_rate=p["learning_rate"],
         max_length=p["max_length"],
         max_steps=p["max_steps"],
+        class_weights=p.get("class_weights", DEFAULTS["class_weights"]),
         data_sources=data.sources,
     )
     out = new_version_dir(Path(settings.MODEL_STORE), TASK)

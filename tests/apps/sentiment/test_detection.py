@@ -20,69 +20,93 @@ def row(start: datetime, count: int, mean: float, negative: int, baseline: dict)
     return BucketRow(start, count, mean * count, negative, 0, baseline)
 
 
-def base(mean=(0.1, 0.0004), neg=(0.2, 0.0025), count=(10.0, 4.0), n=24) -> dict:
+def base(mean=(0.1, 0.0004), neg=(0.2, 0.0025), count=(10.0, 4.0), n=24, pos=0.3) -> dict:
     return {
         "mean_score": {"ewma": mean[0], "ewmvar": mean[1], "n": n},
         "negative_share": {"ewma": neg[0], "ewmvar": neg[1], "n": n},
-        "positive_share": {"ewma": 0.3, "ewmvar": 0.001, "n": n},
+        "positive_share": {"ewma": pos, "ewmvar": 0.001, "n": n},
         "count": {"ewma": count[0], "ewmvar": count[1], "n": n},
     }
 
 
-def test_score_drop_z_uses_the_std_floor_when_history_is_tight():
-    # given a baseline mean of 0.1 with std 0.02 (below the 0.1 floor) and a window averaging -0.3
+# base(): per-item score variance P(pos) + P(neg) - mean^2 = 0.3 + 0.2 - 0.01 = 0.49, usual bucket 10 items,
+# so hourly means of 10 items spread by 0.049 from sampling alone; ewmvar 0.06 leaves 0.011 of real drift.
+DRIFTING = (0.1, 0.06)
+
+
+def test_a_window_of_the_usual_size_gets_the_history_spread_back():
     spec = RuleSpec(C.SCORE_DROP, threshold=3, window_minutes=60, min_count=5)
-    found = detection.evaluate(spec, [row(T0, 10, -0.3, 6, base())], start=T0, end=T0 + f.HOUR)
-    # then z = (-0.3 - 0.1) / 0.1 = -4 and the drop fires
-    assert found.z == pytest.approx(-4.0)
-    assert found.fired and found.count == 10
+    found = detection.evaluate(spec, [row(T0, 10, -0.3, 6, base(mean=DRIFTING))], start=T0, end=T0 + f.HOUR)
+    assert found.std == pytest.approx(math.sqrt(0.06))
+    assert found.z == pytest.approx(-0.4 / math.sqrt(0.06))
+    assert not found.fired  # 10 items averaging -0.3 is within the usual hourly swing
+
+
+def test_the_same_move_over_more_items_is_more_significant():
+    spec = RuleSpec(C.SCORE_DROP, threshold=3, window_minutes=60, min_count=5)
+    found = detection.evaluate(spec, [row(T0, 200, -0.3, 90, base(mean=DRIFTING))], start=T0, end=T0 + f.HOUR)
+    # sampling noise shrinks to 0.49 / 200; the drift 0.011 stays
+    assert found.std == pytest.approx(math.sqrt(0.011 + 0.49 / 200))
+    assert found.z == pytest.approx(-0.4 / math.sqrt(0.011 + 0.49 / 200))
+    assert found.fired
+
+
+def test_a_longer_window_averages_the_drift_down():
+    spec = RuleSpec(C.SCORE_DROP, threshold=3, window_minutes=240, min_count=5)
+    window = [row(T0 + i * f.HOUR, 10, -0.3, 6, base(mean=DRIFTING)) for i in range(4)]
+    found = detection.evaluate(spec, window, start=T0, end=T0 + 4 * f.HOUR)
+    assert found.std == pytest.approx(math.sqrt(0.011 / 4 + 0.49 / 40))
 
 
 def test_flat_history_gives_a_finite_z():
     spec = RuleSpec(C.SCORE_DROP, threshold=3, window_minutes=60, min_count=1)
     flat = base(mean=(0.1, 0.0))
     found = detection.evaluate(spec, [row(T0, 10, 0.09, 2, flat)], start=T0, end=T0 + f.HOUR)
-    assert math.isfinite(found.z) and found.z == pytest.approx(-0.1)
-    assert not found.fired
+    assert math.isfinite(found.z) and found.z == pytest.approx(-0.01 / math.sqrt(0.049))
+    neutral = base(mean=(0.0, 0.0), neg=(0.0, 0.0), pos=0.0)  # every past item exactly neutral
+    found = detection.evaluate(spec, [row(T0, 10, 0.0, 0, neutral)], start=T0, end=T0 + f.HOUR)
+    assert found.z == 0.0 and found.std > 0
 
 
 def test_a_rise_does_not_fire_a_drop_rule_but_fires_a_rise_rule():
-    window = [row(T0, 10, 0.6, 0, base(mean=(0.1, 0.01)))]  # std 0.1, z = +5
-    drop = detection.evaluate(RuleSpec(C.SCORE_DROP, 3, 60, 5), window, start=T0, end=T0)
-    rise = detection.evaluate(RuleSpec(C.SCORE_RISE, 3, 60, 5), window, start=T0, end=T0)
-    assert drop.z == pytest.approx(5.0) and not drop.fired
+    window = [row(T0, 10, 0.6, 0, base(mean=(0.1, 0.01)))]  # std sqrt(0.49 / 10), z = +2.26
+    drop = detection.evaluate(RuleSpec(C.SCORE_DROP, 2, 60, 5), window, start=T0, end=T0)
+    rise = detection.evaluate(RuleSpec(C.SCORE_RISE, 2, 60, 5), window, start=T0, end=T0)
+    assert drop.z == pytest.approx(0.5 / math.sqrt(0.049)) and not drop.fired
     assert rise.fired
 
 
 def test_volume_spike_compares_items_per_hour_with_the_count_baseline():
-    # count baseline 10/h with variance 4: the floor sqrt(10) = 3.16 wins over std 2
+    # count baseline 10/h with variance 4: the Poisson floor 10 wins, over a 2-hour window
     spec = RuleSpec(C.VOLUME_SPIKE, threshold=4, window_minutes=120, min_count=5)
     baseline = base(count=(10.0, 4.0))
     window = [row(T0, 30, 0.0, 3, baseline), row(T0 + f.HOUR, 50, 0.0, 5, base(count=(14.0, 20.0)))]
     found = detection.evaluate(spec, window, start=T0, end=T0 + 2 * f.HOUR)
     # 80 items over a 2-hour window = 40/h against the *first* bucket's baseline
     assert found.value == pytest.approx(40.0)
-    assert found.z == pytest.approx(30 / math.sqrt(10))
+    assert found.z == pytest.approx(30 / math.sqrt(10 / 2))
     assert found.fired
 
 
 def test_negative_share_over_a_multi_bucket_window():
     spec = RuleSpec(C.NEGATIVE_SHARE, threshold=3, window_minutes=180, min_count=5)
-    b = base(neg=(0.2, 0.01))  # std 0.1
+    b = base(neg=(0.2, 0.01))  # all sampling noise: 0.2 * 0.8 / 10 = 0.016 > 0.01
     window = [row(T0, 10, 0.0, 3, b), row(T0 + f.HOUR, 10, 0.0, 6, {}), row(T0 + 2 * f.HOUR, 10, 0.0, 9, {})]
     found = detection.evaluate(spec, window, start=T0, end=T0 + 3 * f.HOUR)
     assert found.value == pytest.approx(0.6)  # 18 negatives in 30 items
-    assert found.z == pytest.approx(4.0)
+    assert found.z == pytest.approx(0.4 / math.sqrt(0.16 / 30))
     assert found.fired
 
 
 def test_min_count_stops_one_item_from_firing():
+    # a calm history (4 % of items non-neutral): one very negative item is a big move...
+    calm = base(mean=(0.0, 0.004), neg=(0.02, 0.0), pos=0.02)
     spec = RuleSpec(C.SCORE_DROP, threshold=3, window_minutes=60, min_count=5)
-    found = detection.evaluate(spec, [row(T0, 1, -0.95, 1, base())], start=T0, end=T0)
-    assert found.z < -10  # a huge move...
-    assert not found.fired and "fewer than 5" in found.reason  # ...on one item pages nobody
+    found = detection.evaluate(spec, [row(T0, 1, -0.95, 1, calm)], start=T0, end=T0)
+    assert found.z == pytest.approx(-0.95 / math.sqrt(0.04))
+    assert not found.fired and "fewer than 5" in found.reason  # ...that pages nobody
     assert detection.evaluate(
-        RuleSpec(C.SCORE_DROP, 3, 60, 1), [row(T0, 1, -0.95, 1, base())], start=T0, end=T0
+        RuleSpec(C.SCORE_DROP, 3, 60, 1), [row(T0, 1, -0.95, 1, calm)], start=T0, end=T0
     ).fired
 
 

@@ -65,6 +65,11 @@ def test_parameters_are_validated(tmp_path: Path) -> None:
         validate_train_params({"tfns": str(outside), "epochs": 0}, restrict_paths=False)
     with pytest.raises(ServiceError, match="promote must be"):
         validate_train_params({"tfns": str(outside), "promote": "sometimes"}, restrict_paths=False)
+    with pytest.raises(ServiceError, match="class_weights must be true or false"):
+        validate_train_params({"tfns": str(outside), "class_weights": "maybe"}, restrict_paths=False)
+    assert validate_train_params({"tfns": str(outside)}, restrict_paths=False)["class_weights"] is True
+    off = validate_train_params({"tfns": str(outside), "class_weights": "false"}, restrict_paths=False)
+    assert off["class_weights"] is False
 
 
 @needs_phrasebank

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from typing import Any
@@ -39,6 +40,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-examples", type=int, default=0, help="train on a stratified sample (0: all)"
         )
+        parser.add_argument(
+            "--class-weights",
+            action=argparse.BooleanOptionalAction,
+            default=DEFAULTS["class_weights"],
+            help="weight the loss by inverse class frequency (default: on)",
+        )
         parser.add_argument("--promote", choices=["if_better", "always", "never"], default="if_better")
         parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
@@ -58,6 +65,7 @@ class Command(BaseCommand):
             "batch_size": opts["batch_size"],
             "max_steps": opts["max_steps"],
             "max_examples": opts["max_examples"],
+            "class_weights": opts["class_weights"],
             "promote": opts["promote"],
         }
         try:
