@@ -29,7 +29,7 @@ from apps.core.api import require
 from apps.core.errors import ServiceError
 from apps.sentiment import selectors
 from apps.sentiment.models import Bucket, Entity, Item, Source, Topic
-from apps.sentiment.services import ingest
+from apps.sentiment.services import ingest, uploads
 from apps.sentiment.services.entities import entity_upsert
 from apps.sentiment.services.series import zscore
 
@@ -59,7 +59,7 @@ class IngestReportSerializer(serializers.Serializer):
 class UploadSerializer(serializers.Serializer):
     file = serializers.FileField()
     source = serializers.CharField(required=False, allow_blank=True, max_length=200)  # type: ignore[assignment]
-    encoding = serializers.ChoiceField(choices=ingest.UPLOAD_ENCODINGS, required=False, default="utf-8")
+    encoding = serializers.ChoiceField(choices=uploads.UPLOAD_ENCODINGS, required=False, default="utf-8")
 
 
 class ItemSerializer(serializers.ModelSerializer):
@@ -185,7 +185,7 @@ class ItemListView(APIView):
         source = body.get("source") or "api"
         if not isinstance(source, str):
             raise ServiceError("source must be a string", field="source")
-        report = ingest.items_push(source_name=source, items=body.get("items"))
+        report = uploads.items_push(source_name=source, items=body.get("items"))
         accepted = report.created + report.duplicates
         payload = report.as_dict()
         if not accepted:
@@ -203,13 +203,13 @@ class UploadView(APIView):
         data = UploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        if upload.size > ingest.UPLOAD_MAX_BYTES:
+        if upload.size > uploads.UPLOAD_MAX_BYTES:
             raise ServiceError(
-                f"the file is larger than {ingest.UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file"
+                f"the file is larger than {uploads.UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file"
             )
         name = data.validated_data.get("source") or f"upload:{request.user.get_username()}"
         source = ingest.source_get_or_create(name=name, kind=Source.Kind.UPLOAD)
-        report = ingest.items_upload_csv(
+        report = uploads.items_upload_csv(
             source=source, data=upload.read(), encoding=data.validated_data["encoding"]
         )
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)

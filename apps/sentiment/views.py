@@ -20,7 +20,7 @@ from apps.sentiment import dashboard_selectors as selectors
 from apps.sentiment.forms import AlertRuleForm, CsvUploadForm
 from apps.sentiment.models import Alert, AlertRule, Entity, Source
 from apps.sentiment.services import alerts as alert_services
-from apps.sentiment.services import ingest
+from apps.sentiment.services import ingest, uploads
 from apps.sentiment.services.delivery import channel_label
 
 RANGES = (1, 7, 30, 90)
@@ -213,13 +213,13 @@ def sources(request: HttpRequest) -> HttpResponse:
 
 def _upload(request: HttpRequest, form: CsvUploadForm) -> ingest.IngestReport:
     upload = form.cleaned_data["file"]
-    if upload.size > ingest.UPLOAD_MAX_BYTES:
+    if upload.size > uploads.UPLOAD_MAX_BYTES:
         raise ServiceError(
-            f"the file is larger than {ingest.UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file"
+            f"the file is larger than {uploads.UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file"
         )
     name = form.cleaned_data["source"] or f"upload:{request.user.get_username()}"
     source = ingest.source_get_or_create(name=name, kind=Source.Kind.UPLOAD)
-    return ingest.items_upload_csv(source=source, data=upload.read(), encoding=form.cleaned_data["encoding"])
+    return uploads.items_upload_csv(source=source, data=upload.read(), encoding=form.cleaned_data["encoding"])
 
 
 def _upload_summary(report: ingest.IngestReport) -> str:

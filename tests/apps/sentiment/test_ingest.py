@@ -12,10 +12,12 @@ from rest_framework.test import APIClient
 
 from apps.core.errors import ServiceError
 from apps.sentiment.models import Item, ItemEntity, ItemTopic, Source, Topic
-from apps.sentiment.services import ingest
+from apps.sentiment.services import ingest, uploads
 from apps.sentiment.services.entities import EntityMatcher, entity_upsert
-from apps.sentiment.services.ingest import ItemRecord, detect_language, items_ingest, items_upload_csv
+from apps.sentiment.services.ingest import ItemRecord, items_ingest
+from apps.sentiment.services.language import detect_language
 from apps.sentiment.services.topics import DEFAULT_TOPICS, TopicMatcher, topics_ensure_defaults
+from apps.sentiment.services.uploads import items_upload_csv
 
 NOW = datetime(2024, 5, 14, 12, 0, tzinfo=UTC)
 
@@ -420,10 +422,10 @@ def test_csv_upload_api(analyst_client: APIClient) -> None:
 
 
 def test_parse_when_accepts_common_forms() -> None:
-    assert ingest.parse_when("2024-05-14T09:00:00Z") == datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
-    assert ingest.parse_when("1715677200") == datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
-    assert ingest.parse_when("2024-05-14") == datetime(2024, 5, 14, tzinfo=UTC)
-    assert ingest.parse_when("") is None
+    assert uploads.parse_when("2024-05-14T09:00:00Z") == datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
+    assert uploads.parse_when("1715677200") == datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
+    assert uploads.parse_when("2024-05-14") == datetime(2024, 5, 14, tzinfo=UTC)
+    assert uploads.parse_when("") is None
     with pytest.raises(ValueError, match="not a date-time"):
-        ingest.parse_when("14/05/2024")
-    assert timezone.is_aware(ingest.parse_when("2024-05-14 09:00+02:00"))  # type: ignore[arg-type]
+        uploads.parse_when("14/05/2024")
+    assert timezone.is_aware(uploads.parse_when("2024-05-14 09:00+02:00"))  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.core.errors import ServiceError
 from apps.sentiment.models import Source
-from apps.sentiment.services import ingest
+from apps.sentiment.services import ingest, uploads
 from apps.sentiment.services.entities import entities_ensure_demo
 from apps.sentiment.services.topics import topics_ensure_defaults
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--source", default="", help="source name (default: replay:<file name>)")
         parser.add_argument("--batch", type=int, default=100, help="most items ingested in one batch")
-        parser.add_argument("--encoding", default="utf-8", choices=list(ingest.UPLOAD_ENCODINGS))
+        parser.add_argument("--encoding", default="utf-8", choices=list(uploads.UPLOAD_ENCODINGS))
         parser.add_argument(
             "--demo-watchlist", action="store_true", help="add the demo entities and topics first"
         )
@@ -110,14 +110,14 @@ class Command(BaseCommand):
 
 def _read(path: Path, encoding: str) -> list[tuple[int, ingest.ItemRecord, datetime]]:
     """(row number, record, original time) sorted by time; rows without a time keep the previous row's."""
-    text = ingest.decode_upload(path.read_bytes(), encoding)
+    text = uploads.decode_upload(path.read_bytes(), encoding)
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    mapping = ingest.upload_columns(reader.fieldnames)
+    mapping = uploads.upload_columns(reader.fieldnames)
     report = ingest.IngestReport()
     rows: list[tuple[int, ingest.ItemRecord, datetime]] = []
     previous = timezone.now() - timedelta(days=36500)
     for number, row in enumerate(reader, start=2):
-        record = ingest.row_record(number, row, mapping, report)
+        record = uploads.row_record(number, row, mapping, report)
         if record is None:
             continue
         when = record.published_at or previous

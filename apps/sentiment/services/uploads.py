@@ -1,0 +1,228 @@
+"""Bulk ways in: CSV upload (whole-file checks, then row by row) and the push API (JSON batches).
+
+Both end in `ingest.items_ingest`, with its contract: a bad row or item is rejected with its number and a
+reason and never stops the others; a problem with the whole file or request stores nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from django.utils import timezone
+
+from apps.core.errors import ServiceError
+from apps.sentiment.models import Source
+from apps.sentiment.services.ingest import IngestReport, ItemRecord, items_ingest, source_get_or_create
+
+# --- CSV upload -----------------------------------------------------------------------------------------
+UPLOAD_MAX_BYTES = 50 * 1024 * 1024
+UPLOAD_MAX_ROWS = 200_000
+UPLOAD_BATCH = 1000
+UPLOAD_ENCODINGS = ("utf-8", "latin-1")
+_COLUMN_ALIASES = {
+    "text": "text",
+    "body": "text",
+    "content": "text",
+    "title": "title",
+    "headline": "title",
+    "url": "url",
+    "link": "url",
+    "published_at": "published_at",
+    "published": "published_at",
+    "date": "published_at",
+    "time": "published_at",
+    "timestamp": "published_at",
+    "language": "language",
+    "lang": "language",
+    "id": "external_id",
+    "external_id": "external_id",
+}
+
+
+def parse_when(raw: str) -> datetime | None:
+    """ISO 8601 ("2024-05-01T09:30:00Z", "2024-05-01 09:30"), a date, or Unix seconds (naive = UTC); None if blank.
+
+    Raises ValueError for anything else.
+    """
+    from django.utils.dateparse import parse_date, parse_datetime
+
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    if re.fullmatch(r"\d{9,11}(\.\d+)?", raw):
+        return datetime.fromtimestamp(float(raw), tz=UTC)
+    value = parse_datetime(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+    if value is None:
+        day = parse_date(raw)
+        if day is None:
+            raise ValueError(f"published_at {raw[:40]!r} is not a date-time (use ISO 8601 or Unix seconds)")
+        value = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if timezone.is_naive(value) else value
+
+
+def decode_upload(data: bytes, encoding: str) -> str:
+    if encoding not in UPLOAD_ENCODINGS:
+        raise ServiceError(f"encoding must be one of {', '.join(UPLOAD_ENCODINGS)}", field="encoding")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ServiceError("the file is UTF-16: save it as UTF-8 and upload it again", field="file")
+    if encoding == "latin-1":
+        return data.decode("latin-1")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ServiceError(
+            f"the file is not UTF-8 (byte 0x{data[exc.start]:02x} on line {line}); save it as UTF-8, "
+            "or upload it with encoding latin-1 if that is what it is",
+            field="file",
+        ) from None
+
+
+def upload_columns(fieldnames: Sequence[str] | None) -> dict[str, str]:
+    if not fieldnames:
+        raise ServiceError("the file is empty or has no header row", field="file")
+    mapping: dict[str, str] = {}
+    for name in fieldnames:
+        key = _COLUMN_ALIASES.get((name or "").strip().lower().replace(" ", "_"))
+        if key and key not in mapping.values():
+            mapping[name] = key
+    if not {"text", "title"} & set(mapping.values()):
+        shown = ", ".join(repr(n) for n in fieldnames[:10])
+        raise ServiceError(
+            f"the header needs a 'text' or 'title' column (optional: published_at, url, language, id); found {shown}",
+            field="file",
+        )
+    return mapping
+
+
+def items_upload_csv(
+    *, source: Source, data: bytes, encoding: str = "utf-8", now: datetime | None = None, score: bool = True
+) -> IngestReport:
+    """Ingest a CSV file; rows are numbered as a spreadsheet shows them (the header is row 1).
+
+    Whole-file problems (not UTF-8, no usable header, too large) store nothing and raise ServiceError.
+    Row problems (empty text, a bad date or URL) reject that row only. Valid rows are stored in batches of
+    UPLOAD_BATCH, each atomic; uploading the same file again stores nothing twice.
+    """
+    import csv
+
+    if len(data) > UPLOAD_MAX_BYTES:
+        raise ServiceError(f"the file is larger than {UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file")
+    text = decode_upload(data, encoding)
+    csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    mapping = upload_columns(reader.fieldnames)
+    now = now or timezone.now()
+    total = IngestReport()
+    pending: list[tuple[int, ItemRecord]] = []
+    try:
+        for number, row in enumerate(reader, start=2):
+            if number - 1 > UPLOAD_MAX_ROWS:
+                total.rejected.append((number, f"more than {UPLOAD_MAX_ROWS} rows: the rest was not read"))
+                break
+            record = row_record(number, row, mapping, total)
+            if record is not None:
+                pending.append((number, record))
+            if len(pending) >= UPLOAD_BATCH:
+                _ingest_rows(source, pending, now, score, total)
+                pending = []
+    except csv.Error as exc:
+        total.rejected.append(
+            (reader.line_num, f"the CSV is malformed here ({exc}); later rows were not read")
+        )
+    _ingest_rows(source, pending, now, score, total)
+    total.rejected.sort()
+    total.notes.sort()
+    return total
+
+
+def row_record(
+    number: int, row: dict[str, Any], mapping: dict[str, str], report: IngestReport
+) -> ItemRecord | None:
+    values = {key: row.get(name) for name, key in mapping.items()}
+    if None in row:  # more cells than header columns
+        report.notes.append((number, "extra cells beyond the header were ignored"))
+    try:
+        published = parse_when(str(values.get("published_at") or ""))
+    except ValueError as exc:
+        report.rejected.append((number, str(exc)))
+        return None
+    return ItemRecord(
+        text=str(values.get("text") or ""),
+        title=str(values.get("title") or ""),
+        url=str(values.get("url") or "") or None,
+        published_at=published,
+        language=str(values.get("language") or ""),
+        external_id=str(values.get("external_id") or ""),
+    )
+
+
+def _ingest_rows(
+    source: Source, rows: list[tuple[int, ItemRecord]], now: datetime, score: bool, total: IngestReport
+) -> None:
+    """Ingest one batch of rows and fold its report (indices mapped back to row numbers) into `total`."""
+    if not rows:
+        return
+    part = items_ingest(source=source, records=[r for _, r in rows], now=now, score=score)
+    numbers = [n for n, _ in rows]
+    total.created += part.created
+    total.duplicates += part.duplicates
+    total.item_ids += part.item_ids
+    total.rejected += [(numbers[i], reason) for i, reason in part.rejected]
+    total.notes += [(numbers[i], note) for i, note in part.notes]
+
+
+# --- push API -------------------------------------------------------------------------------------------
+PUSH_MAX_ITEMS = 1000
+_PUSH_FIELDS = {"text", "title", "url", "published_at", "language", "id"}
+
+
+def _push_record(raw: object) -> ItemRecord:
+    if not isinstance(raw, dict):
+        raise ServiceError("each item must be a JSON object")
+    unknown = set(raw) - _PUSH_FIELDS
+    if unknown:
+        raise ServiceError(f"unknown fields: {', '.join(sorted(unknown))}")
+    for key in _PUSH_FIELDS:
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise ServiceError(f"{key} must be a string")
+    try:
+        published = parse_when(raw.get("published_at") or "")
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from None
+    return ItemRecord(
+        text=raw.get("text") or "",
+        title=raw.get("title") or "",
+        url=raw.get("url") or None,
+        published_at=published,
+        language=raw.get("language") or "",
+        external_id=raw.get("id") or "",
+    )
+
+
+def items_push(*, source_name: str, items: object, now: datetime | None = None) -> IngestReport:
+    """A JSON batch from the push API: per-item errors carry the item's 0-based index in the request."""
+    if not isinstance(items, list) or not items:
+        raise ServiceError("`items` must be a non-empty list of objects", field="items")
+    if len(items) > PUSH_MAX_ITEMS:
+        raise ServiceError(f"at most {PUSH_MAX_ITEMS} items per request, got {len(items)}", field="items")
+    source = source_get_or_create(name=source_name or "api", kind=Source.Kind.PUSH)
+    if source.kind != Source.Kind.PUSH:
+        raise ServiceError(
+            f"source {source.name!r} is a {source.kind} source, not a push source", field="source"
+        )
+    report = IngestReport()
+    valid: list[tuple[int, ItemRecord]] = []
+    for index, raw in enumerate(items):
+        try:
+            valid.append((index, _push_record(raw)))
+        except ServiceError as exc:
+            report.rejected.append((index, exc.message))
+    _ingest_rows(source, valid, now or timezone.now(), True, report)
+    report.rejected.sort()
+    report.notes.sort()
+    return report
