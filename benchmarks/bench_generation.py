@@ -1,8 +1,11 @@
-"""Generation speed: tokens/s and time to first token of the local generator (SmolLM2-135M-Instruct).
+"""Generation speed: tokens/s and time to first token of SmolLM2-135M-Instruct on our generators.
 
 Prompts are real support questions (BANKING77 training texts; nothing is tuned on them). The baseline, in the
-same run and on the same weights, is a plain fp32 `model.generate()` call; each variant's greedy answers are
-also compared with the baseline's, so a faster dtype that changes the answers shows up here.
+same run and on the same weights, is a plain fp32 `model.generate()` call. Variants: our "local" backend per
+dtype / quantization, and on CPU the "llama-cpp" backend on the packaged Q4_1 GGUF (the CPU default). Each
+variant's greedy answers are compared with the baseline's, and llama.cpp's next tokens are checked against
+fp32 teacher-forced along the baseline's answers (`next_token_agreement`), since one near-tie early in an
+answer makes two faithful models write different texts.
 
     .venv/bin/python -m benchmarks.bench_generation [--full] [--device cuda] [--variants bf16,8bit,4bit]
 """
@@ -27,7 +30,9 @@ VARIANTS = {
     "bf16": ("bfloat16", None),
     "8bit": ("bfloat16", "8bit"),
     "4bit": ("bfloat16", "4bit"),
+    "llama-cpp": ("gguf", None),  # the packaged GGUF's own Q4_1 weights, run by llama.cpp
 }
+AGREEMENT_TARGET = 0.95
 
 
 def _data_dir() -> Path:
@@ -121,11 +126,12 @@ def run(
     """Measure the local generator per variant against a plain fp32 `model.generate()` baseline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ml.generation import GENERATORS
+    from ml.generation import gguf as _gguf  # registers "llama-cpp"
     from ml.generation import local as _local  # noqa: F401  (registers "local")
 
     prompts = support_prompts(data_dir or _data_dir(), 3 if quick else 8)
     load_start = os.getloadavg()[0]  # other work on the machine slows decoding a lot: record it
-    variants = variants or (("fp32", "bf16") if device == "cpu" else ("bf16", "8bit", "4bit"))
+    variants = variants or (("fp32", "llama-cpp") if device == "cpu" else ("bf16", "8bit", "4bit"))
     start = time.perf_counter()
     reference_gen = GENERATORS.create("local", device=device, dtype="float32", quant="none")
     _ours(reference_gen, prompts[0])  # warm-up: first calls allocate and pick kernels
@@ -134,7 +140,11 @@ def run(
     for label in variants:
         dtype, quant = VARIANTS[label]
         try:
-            gens[label] = GENERATORS.create("local", device=device, dtype=dtype, quant=quant or "none")
+            gens[label] = (
+                GENERATORS.create("llama-cpp", device=device)
+                if dtype == "gguf"
+                else GENERATORS.create("local", device=device, dtype=dtype, quant=quant or "none")
+            )
             _ours(gens[label], prompts[0])
         except Exception as exc:  # one failing variant (a missing quantizer) must not hide the others
             gens.pop(label, None)
@@ -154,6 +164,12 @@ def run(
             summary["tokens_per_s"] >= TARGET_TOKENS_PER_S and summary["ttft_s"] <= TARGET_TTFT_S
         )
         results[label] = summary
+    if "llama-cpp" in gens:
+        agreement = _gguf.next_token_agreement(reference_gen, gens["llama-cpp"].settings.path, prompts)
+        results["llama-cpp"]["next_token_agreement"] = round(agreement.rate, 4)
+        results["llama-cpp"]["agreement_positions"] = agreement.positions
+        results["llama-cpp"]["min_first_logit_correlation"] = round(agreement.min_first_logit_correlation, 4)
+        results["llama-cpp"]["agreement_target"] = AGREEMENT_TARGET
     return {
         "benchmark": "generation",
         "model": reference_gen.model_id,
@@ -176,7 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="8 prompts instead of 3")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--variants", default="", help="comma-separated: fp32,bf16,8bit,4bit")
+    parser.add_argument("--variants", default="", help="comma-separated: fp32,bf16,8bit,4bit,llama-cpp")
     args = parser.parse_args()
     variants = tuple(v for v in args.variants.split(",") if v) or None
     print(json.dumps(run(not args.full, device=args.device, variants=variants), indent=2))

@@ -7,6 +7,7 @@ and later calls reuse it; a new artifact directory (a new active version) is a n
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -45,7 +46,11 @@ __all__ = [
 _BACKEND_MODULES = {
     "embedding": {"torch-fp32": "ml.embeddings.torch_backend", "onnx-int8": "ml.embeddings.onnx_backend"},
     "classifier": {"torch-fp32": "ml.classify", "onnx-int8": "ml.onnx_classify"},
-    "generator": {"local": "ml.generation.local", "openai": "ml.generation.openai_http"},
+    "generator": {
+        "local": "ml.generation.local",
+        "llama-cpp": "ml.generation.gguf",
+        "openai": "ml.generation.openai_http",
+    },
 }
 
 
@@ -113,13 +118,29 @@ def run_training(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCallbac
     return train_classifier(spec, out_dir, callbacks)
 
 
-def generator(backend: str | None = None) -> Generator:
-    """The text generator for `backend` ("local" or "openai"; default ML_GENERATOR_BACKEND, else "local").
+def default_generator_backend() -> str:
+    """`auto`: llama.cpp on the GGUF weights on a CPU (see ml.generation.gguf) unless a setting needs
+    transformers (an HF model, a LoRA adapter, a dtype or 8/4-bit quantization, a GPU), or llama-cpp-python
+    is not installed; then "local"."""
+    env = os.environ
+    needs_torch = any(
+        env.get(name) for name in ("ML_GENERATOR_MODEL", "ML_GENERATOR_ADAPTER", "ML_GENERATOR_QUANT")
+    ) or env.get("ML_GENERATOR_DTYPE", "auto") not in ("", "auto")
+    if needs_torch or load_config().device != "cpu" or importlib.util.find_spec("llama_cpp") is None:
+        return "local"
+    return "llama-cpp"
 
-    The local backend's weights load once per process; its model, adapter, dtype and quantization come from
-    the ML_GENERATOR_* settings (see `ml.generation.local`), the HTTP backend's URL and key likewise.
+
+def generator(backend: str | None = None) -> Generator:
+    """The text generator for `backend` ("auto", "llama-cpp", "local" or "openai"; default
+    ML_GENERATOR_BACKEND, else "auto", see `default_generator_backend`).
+
+    Weights load once per process; the model, adapter, dtype and quantization come from the ML_GENERATOR_*
+    settings (see `ml.generation.local` and `ml.generation.gguf`), the HTTP backend's URL and key likewise.
     """
-    name = backend or os.environ.get("ML_GENERATOR_BACKEND") or "local"
+    name = backend or os.environ.get("ML_GENERATOR_BACKEND") or "auto"
+    if name == "auto":
+        name = default_generator_backend()
     _load_backend_module("generator", name)
     return GENERATORS.create(name, device=load_config().device)
 

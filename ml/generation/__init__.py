@@ -143,6 +143,19 @@ def validate_request(request: GenerationRequest) -> CleanRequest:
     )  # fmt: skip
 
 
+MIN_PROMPT_TOKENS = 16
+
+
+def cut_prompt(ids: list[int], context: int, max_new_tokens: int) -> list[int]:
+    """Prompt token ids cut from the left so that prompt + answer fit a `context`-token window."""
+    budget = context - max_new_tokens
+    if budget < MIN_PROMPT_TOKENS:
+        raise InvalidInput(
+            f"max_new_tokens={max_new_tokens} leaves no room for a prompt in a {context}-token window"
+        )
+    return ids[-budget:]
+
+
 def clean_tail(value: object) -> str:
     """`clean_text`, but an over-long text keeps its end: in a chat turn the question usually comes last."""
     if isinstance(value, bytes | bytearray | memoryview):

@@ -39,6 +39,7 @@ from ml.generation import (
     StopMatcher,
     StreamClock,
     collect,
+    cut_prompt,
     validate_request,
 )
 from ml.packaged import SMOLLM2, smollm2_gguf
@@ -51,7 +52,6 @@ QUANTS = ("8bit", "4bit")
 # greedy answers matched fp32 on 1 of 8 prompts (fp32 matched `model.generate()` on 8 of 8). Same answers win:
 # fp32 by default, bf16 by setting.
 CPU_DEFAULT_DTYPE = "float32"
-MIN_PROMPT_TOKENS = 16
 PREFILL_CHUNK = 512  # prompt tokens per forward pass; the deadline is checked between slices
 
 
@@ -275,16 +275,10 @@ class LocalGenerator:
 
     def prompt_ids(self, req: CleanRequest) -> list[int]:
         """The chat-formatted prompt as token ids, cut from the left to leave room for the answer."""
-        budget = self.context - req.max_new_tokens
-        if budget < MIN_PROMPT_TOKENS:
-            raise InvalidInput(
-                f"max_new_tokens={req.max_new_tokens} leaves no room for a prompt "
-                f"in a {self.context}-token window"
-            )
         ids = list(
             self.tokenizer(render_chat(self.tokenizer, req.messages), add_special_tokens=False)["input_ids"]
         )
-        return ids[-budget:]
+        return cut_prompt(ids, self.context, req.max_new_tokens)
 
     def _decode(self, ids: list[int], req: CleanRequest, clock: StreamClock) -> Iterator[GenerationChunk]:
         import torch

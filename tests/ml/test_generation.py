@@ -295,10 +295,10 @@ def test_the_model_loads_once_per_process(smollm2: Any) -> None:
     from ml.cache import MODELS
 
     loads = MODELS.loads
-    again = generator()
+    again = generator("local")
 
     assert again.model is smollm2.model
-    assert generate(_ask("Hi!", max_new_tokens=3)).tokens > 0
+    assert generate(_ask("Hi!", max_new_tokens=3), backend="local").tokens > 0
     assert MODELS.loads == loads
 
 
