@@ -279,3 +279,61 @@ class StreamClock:
             prompt_tokens=prompt_tokens,
             total_s=now - self.start,
         )
+
+
+class TokenSteps(Protocol):
+    """One request's decoding state in an in-process backend (the KV cache lives behind it)."""
+
+    def start(self, ids: list[int], clock: StreamClock) -> bool:
+        """Run the prompt; False when the deadline passed before it was through."""
+        ...
+
+    def next_token(self) -> int:
+        """Pick the next token from the current logits."""
+        ...
+
+    def is_end(self, token: int) -> bool: ...
+
+    def advance(self, token: int) -> None:
+        """Feed the picked token to the model."""
+        ...
+
+    def text(self, generated: list[int]) -> str:
+        """The answer so far, decoded."""
+        ...
+
+
+def decode_stream(
+    steps: TokenSteps, ids: list[int], req: CleanRequest, clock: StreamClock, model_id: str
+) -> Iterator[GenerationChunk]:
+    """The token loop every in-process backend shares: stop strings, max tokens and the deadline are checked
+    between tokens; the last chunk carries the finish reason and the result."""
+    matcher = StopMatcher(req.stop)
+    generated: list[int] = []
+    text = ""
+    finish: FinishReason = "length"
+    ready = steps.start(ids, clock)
+    while ready and len(generated) < req.max_new_tokens:
+        token = steps.next_token()
+        if steps.is_end(token):
+            finish = "stop"
+            break
+        clock.token()
+        generated.append(token)
+        text = steps.text(generated)
+        delta = matcher.feed(text)
+        if delta:
+            yield GenerationChunk(delta)
+        if matcher.stopped or len(generated) >= req.max_new_tokens:
+            break
+        if clock.expired():
+            finish = "deadline"
+            break
+        steps.advance(token)
+    if not ready:
+        finish = "deadline"
+    tail = matcher.flush(text)
+    if matcher.stopped:
+        finish = "stop"
+    result = clock.result(matcher.text, finish, model_id, len(ids))
+    yield GenerationChunk(tail, finish_reason=finish, result=result)

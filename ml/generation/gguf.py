@@ -32,14 +32,13 @@ from ml.errors import ArtifactError, InvalidInput
 from ml.generation import (
     GENERATORS,
     CleanRequest,
-    FinishReason,
     GenerationChunk,
     GenerationRequest,
     GenerationResult,
-    StopMatcher,
     StreamClock,
     collect,
     cut_prompt,
+    decode_stream,
     validate_request,
 )
 from ml.packaged import SMOLLM2, smollm2_gguf
@@ -132,16 +131,11 @@ class LlamaCppGenerator:
     name = "llama-cpp"
 
     def __init__(self, settings: GgufSettings, llm: Any, lock: threading.Lock) -> None:
-        import llama_cpp
-
         self.settings = settings
         self.llm = llm
         self.context = int(llm.n_ctx())
         self.model_id = SMOLLM2 if Path(settings.path) == smollm2_gguf() else Path(settings.path).name
         self._lock = lock  # shared by every generator over this cached model
-        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        self._n_vocab = int(llm.n_vocab())
-        self._api = llama_cpp
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         return collect(self.stream(request))
@@ -158,58 +152,44 @@ class LlamaCppGenerator:
         ids = list(self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
         return cut_prompt(ids, self.context, req.max_new_tokens)
 
-    def _is_end(self, token: int) -> bool:
-        return bool(self._api.llama_vocab_is_eog(self._vocab, token))
-
-    def _last_logits(self) -> np.ndarray:
-        pointer = self._api.llama_get_logits_ith(self.llm.ctx, -1)
-        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy()
-
     def _decode(self, ids: list[int], req: CleanRequest, clock: StreamClock) -> Iterator[GenerationChunk]:
-        with self._lock:
-            yield from self._decode_locked(ids, req, clock)
+        with self._lock:  # one llama.cpp context: one request at a time
+            yield from decode_stream(_LlamaSteps(self, req), ids, req, clock, self.model_id)
 
-    def _decode_locked(
-        self, ids: list[int], req: CleanRequest, clock: StreamClock
-    ) -> Iterator[GenerationChunk]:
-        rng = np.random.default_rng(req.seed)
-        matcher = StopMatcher(req.stop)
-        generated: list[int] = []
-        text = ""
-        finish: FinishReason = "length"
+
+class _LlamaSteps:
+    """One request's decoding state on the llama.cpp context (its KV cache is the context's)."""
+
+    def __init__(self, gen: LlamaCppGenerator, req: CleanRequest) -> None:
+        import llama_cpp
+
+        self.llm, self.req = gen.llm, req
+        self.rng = np.random.default_rng(req.seed)
+        self._api = llama_cpp
+        self._vocab = llama_cpp.llama_model_get_vocab(gen.llm.model)
+        self._n_vocab = int(gen.llm.n_vocab())
+
+    def start(self, ids: list[int], clock: StreamClock) -> bool:
         self.llm.reset()
-        ready = self._prefill(ids, clock)
-        while ready and len(generated) < req.max_new_tokens:
-            token = pick_token(self._last_logits(), req.temperature, req.top_p, rng)
-            if self._is_end(token):
-                finish = "stop"
-                break
-            clock.token()
-            generated.append(token)
-            text = bytes(self.llm.detokenize(generated)).decode("utf-8", errors="replace")
-            delta = matcher.feed(text)
-            if delta:
-                yield GenerationChunk(delta)
-            if matcher.stopped or len(generated) >= req.max_new_tokens:
-                break
-            if clock.expired():
-                finish = "deadline"
-                break
-            self.llm.eval([token])
-        if not ready:
-            finish = "deadline"
-        tail = matcher.flush(text)
-        if matcher.stopped:
-            finish = "stop"
-        result = clock.result(matcher.text, finish, self.model_id, len(ids))
-        yield GenerationChunk(tail, finish_reason=finish, result=result)
-
-    def _prefill(self, ids: list[int], clock: StreamClock) -> bool:
         for start in range(0, len(ids), PREFILL_CHUNK):
             if clock.expired():
                 return False
             self.llm.eval(ids[start : start + PREFILL_CHUNK])
         return True
+
+    def next_token(self) -> int:
+        pointer = self._api.llama_get_logits_ith(self.llm.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+        return pick_token(logits, self.req.temperature, self.req.top_p, self.rng)
+
+    def is_end(self, token: int) -> bool:
+        return bool(self._api.llama_vocab_is_eog(self._vocab, token))
+
+    def advance(self, token: int) -> None:
+        self.llm.eval([token])
+
+    def text(self, generated: list[int]) -> str:
+        return bytes(self.llm.detokenize(generated)).decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)

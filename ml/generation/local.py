@@ -32,14 +32,13 @@ from ml.errors import ArtifactError, InvalidInput
 from ml.generation import (
     GENERATORS,
     CleanRequest,
-    FinishReason,
     GenerationChunk,
     GenerationRequest,
     GenerationResult,
-    StopMatcher,
     StreamClock,
     collect,
     cut_prompt,
+    decode_stream,
     validate_request,
 )
 from ml.packaged import SMOLLM2, smollm2_gguf
@@ -283,52 +282,10 @@ class LocalGenerator:
     def _decode(self, ids: list[int], req: CleanRequest, clock: StreamClock) -> Iterator[GenerationChunk]:
         import torch
 
-        rng = torch.Generator(device=self.model.device)
-        if req.seed is not None:
-            rng.manual_seed(req.seed)
-        else:
-            rng.seed()
-        matcher = StopMatcher(req.stop)
-        generated: list[int] = []
-        text = ""
-        finish: FinishReason = "length"
         with torch.inference_mode():
-            logits, cache = self._prefill(ids, clock)
-            while logits is not None and len(generated) < req.max_new_tokens:
-                token = pick_token(logits, req.temperature, req.top_p, rng)
-                if token in self.eos_ids:
-                    finish = "stop"
-                    break
-                clock.token()
-                generated.append(token)
-                text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                delta = matcher.feed(text)
-                if delta:
-                    yield GenerationChunk(delta)
-                if matcher.stopped or len(generated) >= req.max_new_tokens:
-                    break
-                if clock.expired():
-                    finish = "deadline"
-                    break
-                logits, cache = self._forward([token], cache)
-            if logits is None:
-                finish = "deadline"
-        tail = matcher.flush(text)
-        if matcher.stopped:
-            finish = "stop"
-        result = clock.result(matcher.text, finish, self.model_id, len(ids))
-        yield GenerationChunk(tail, finish_reason=finish, result=result)
+            yield from decode_stream(_TorchSteps(self, req), ids, req, clock, self.model_id)
 
-    def _prefill(self, ids: list[int], clock: StreamClock) -> tuple[Any, Any]:
-        """Run the prompt through the model in slices, so a deadline can stop a long prompt between them."""
-        logits, cache = None, None
-        for start in range(0, len(ids), PREFILL_CHUNK):
-            if clock.expired():
-                return None, cache
-            logits, cache = self._forward(ids[start : start + PREFILL_CHUNK], cache)
-        return logits, cache
-
-    def _forward(self, ids: list[int], cache: Any) -> tuple[Any, Any]:
+    def forward(self, ids: list[int], cache: Any) -> tuple[Any, Any]:
         """Next-token logits after `ids`, extending the KV cache (named `cache` or `past_key_values`)."""
         import torch
 
@@ -340,6 +297,42 @@ class LocalGenerator:
         if new_cache is None:
             new_cache = out.past_key_values
         return out.logits[0, -1], new_cache
+
+
+class _TorchSteps:
+    """One request's decoding state on a transformers model: the last logits and the KV cache."""
+
+    def __init__(self, gen: LocalGenerator, req: CleanRequest) -> None:
+        import torch
+
+        self.gen, self.req = gen, req
+        self.rng = torch.Generator(device=gen.model.device)
+        if req.seed is not None:
+            self.rng.manual_seed(req.seed)
+        else:
+            self.rng.seed()
+        self.logits: Any = None
+        self.cache: Any = None
+
+    def start(self, ids: list[int], clock: StreamClock) -> bool:
+        """The prompt in slices of PREFILL_CHUNK, so a deadline can stop a long prompt between them."""
+        for start in range(0, len(ids), PREFILL_CHUNK):
+            if clock.expired():
+                return False
+            self.logits, self.cache = self.gen.forward(ids[start : start + PREFILL_CHUNK], self.cache)
+        return True
+
+    def next_token(self) -> int:
+        return pick_token(self.logits, self.req.temperature, self.req.top_p, self.rng)
+
+    def is_end(self, token: int) -> bool:
+        return token in self.gen.eos_ids
+
+    def advance(self, token: int) -> None:
+        self.logits, self.cache = self.gen.forward([token], self.cache)
+
+    def text(self, generated: list[int]) -> str:
+        return str(self.gen.tokenizer.decode(generated, skip_special_tokens=True))
 
 
 def pick_token(logits: Any, temperature: float, top_p: float, rng: Any) -> int:

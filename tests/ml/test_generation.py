@@ -3,7 +3,6 @@ every backend shares: request validation, the stop-string matcher, token picking
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,15 +12,8 @@ from ml.generation import GenerationRequest, StopMatcher, validate_request
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One torch thread while these tests run: on the shared 2-core test machines, SmolLM2 decoding and LoRA
-    steps ran 3-6 times faster with one thread than with two competing for cores already in use."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread: None) -> None:
+    """Every test here runs with one torch thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")
