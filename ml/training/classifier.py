@@ -144,13 +144,15 @@ POOL_BATCHES = 32  # batches per length-sorted pool
 def length_bucketed_batches(
     indices: list[int], texts: list[str], size: int, rng: random.Random
 ) -> list[list[int]]:
-    """Shuffled training batches of similar-length texts: each pool of POOL_BATCHES batches of the shuffled
-    order is sorted by length and cut into batches, and the batches are shuffled. Batches pad to their
+    """Shuffled training batches of similar-length texts: each pool of (up to) POOL_BATCHES batches of the
+    shuffled order is sorted by length and cut into batches, and the batches are shuffled. Batches pad to their
     longest text, so this spends about half the compute of random batches on short finance sentences, while
     every epoch still sees every example once in a fresh order."""
     order = indices[:]
     rng.shuffle(order)
-    pool = size * POOL_BATCHES
+    # At most an eighth of the data per pool: on a tiny set, sorting it all by length would make batches of
+    # look-alike sentences (often one label each), and a batch per pool is plain shuffling.
+    pool = max(size, min(size * POOL_BATCHES, len(order) // 8 // size * size))
     batches: list[list[int]] = []
     for start in range(0, len(order), pool):
         chunk = sorted(order[start : start + pool], key=lambda i: len(texts[i]))

@@ -116,3 +116,8 @@ def test_length_bucketed_batches_cover_every_example_once_and_pad_less():
     again = length_bucketed_batches(indices, texts, 16, random.Random(1))
     assert again == batches and length_bucketed_batches(indices, texts, 16, random.Random(2)) != batches
     assert len(indices) > 16 * POOL_BATCHES  # more than one pool was cut
+    # a tiny set is not sorted into look-alike batches: one batch per pool is plain shuffling
+    tiny = length_bucketed_batches(list(range(72)), texts, 16, random.Random(1))
+    plain_tiny = list(range(72))
+    random.Random(1).shuffle(plain_tiny)
+    assert sorted(tiny[0]) in [sorted(plain_tiny[i : i + 16]) for i in range(0, 72, 16)]

@@ -100,7 +100,12 @@ class Command(BaseCommand):
                 f"macro_f1={values['macro_f1']:.4f}"
                 + (f"  (active version: accuracy {old:.4f})" if old else "")
             )
-        state = "active" if r.get("active") else "registered, not promoted (did not beat the active version)"
+        if r.get("active"):
+            state = "active"
+        elif job.params.get("promote") == "never":
+            state = "registered, not promoted (--promote never)"
+        else:
+            state = "registered, not promoted (did not beat the active version)"
         self.stdout.write(f"sentiment v{r.get('version')} {state}; {seconds} s")
         if as_json:
             summary = {
