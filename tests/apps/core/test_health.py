@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -64,19 +65,32 @@ def test_unhealthy_when_the_model_store_is_not_writable(client, settings, tmp_pa
     assert response.json()["checks"]["model_store"]["ok"] is False
 
 
+def _heartbeat_row(hostname: str) -> WorkerHeartbeat | None:
+    """The row, read while the heartbeat thread may be writing: the test database is SQLite in memory with a
+    shared cache, where a concurrent write makes a read fail at once with "table is locked" (no busy wait)."""
+    from django.db import OperationalError
+
+    for _ in range(50):
+        try:
+            return WorkerHeartbeat.objects.filter(hostname=hostname).first()
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.05)
+    raise AssertionError("the heartbeat table stayed locked for 2.5 s")
+
+
 @pytest.mark.django_db(transaction=True)  # the thread has its own connection: commit for real
 def test_heartbeat_thread_writes_and_stops():
-    import time
-
     from apps.core.heartbeat import start_heartbeat_thread, stop_heartbeat_thread
 
     start_heartbeat_thread(hostname="thread@test", queues=["default"])
     try:
         deadline = time.monotonic() + 60  # a loaded CI machine may start the thread late
-        while not WorkerHeartbeat.objects.filter(hostname="thread@test").exists():
+        while (row := _heartbeat_row("thread@test")) is None:
             assert time.monotonic() < deadline, "the heartbeat thread wrote nothing in 60 s"
             time.sleep(0.1)
-        assert WorkerHeartbeat.objects.get(hostname="thread@test").queues == ["default"]
+        assert row.queues == ["default"]
     finally:
         stop_heartbeat_thread(hostname="thread@test")
-    assert not WorkerHeartbeat.objects.filter(hostname="thread@test").exists()
+    assert _heartbeat_row("thread@test") is None
