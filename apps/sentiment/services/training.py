@@ -51,7 +51,7 @@ DEFAULT_FILES = {
 }
 # Chosen on the validation split carved from the training data (see the report in the README section).
 DEFAULTS: dict[str, Any] = {
-    "epochs": 3,
+    "epochs": 4,  # the best validation step of the last runs fell in the 4th epoch (2,485 of 2,840)
     "learning_rate": 1e-4,
     "max_length": 96,
     "batch_size": 16,
