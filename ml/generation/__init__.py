@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
+
 from ml.errors import InvalidInput, MLError
 from ml.registry import Registry
 from ml.text import MAX_CHARS, clean_text
@@ -281,11 +283,38 @@ class StreamClock:
         )
 
 
+PREFILL_CHUNK = 512  # prompt tokens per model call; the deadline is checked between slices
+
+
+def plain_transcript(messages: list[dict[str, str]]) -> str:
+    """The prompt for a model without a chat template."""
+    lines = [f"{m['role']}: {m['content']}" for m in messages]
+    return "\n".join([*lines, "assistant:"])
+
+
+def pick_token(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
+    """Greedy when `temperature` is 0, else a sample from the top-p nucleus of softmax(logits / T)."""
+    if temperature == 0.0:
+        return int(np.argmax(logits))
+    z = logits.astype(np.float64) / temperature
+    probs = np.exp(z - z.max())
+    probs /= probs.sum()
+    if top_p < 1.0:
+        order = np.argsort(-probs)
+        sorted_probs = probs[order]
+        outside = np.cumsum(sorted_probs) - sorted_probs > top_p
+        sorted_probs[outside] = 0.0
+        probs = np.zeros_like(probs)
+        probs[order] = sorted_probs
+        probs /= probs.sum()
+    return int(rng.choice(len(probs), p=probs))
+
+
 class TokenSteps(Protocol):
     """One request's decoding state in an in-process backend (the KV cache lives behind it)."""
 
-    def start(self, ids: list[int], clock: StreamClock) -> bool:
-        """Run the prompt; False when the deadline passed before it was through."""
+    def feed(self, ids: list[int]) -> None:
+        """Run `ids` through the model, extending the cache; the next-token logits follow the last one."""
         ...
 
     def next_token(self) -> int:
@@ -294,25 +323,30 @@ class TokenSteps(Protocol):
 
     def is_end(self, token: int) -> bool: ...
 
-    def advance(self, token: int) -> None:
-        """Feed the picked token to the model."""
-        ...
-
     def text(self, generated: list[int]) -> str:
         """The answer so far, decoded."""
         ...
+
+
+def _prefill(steps: TokenSteps, ids: list[int], clock: StreamClock) -> bool:
+    """The prompt in slices of PREFILL_CHUNK; False when the deadline passed before it was through."""
+    for start in range(0, len(ids), PREFILL_CHUNK):
+        if clock.expired():
+            return False
+        steps.feed(ids[start : start + PREFILL_CHUNK])
+    return True
 
 
 def decode_stream(
     steps: TokenSteps, ids: list[int], req: CleanRequest, clock: StreamClock, model_id: str
 ) -> Iterator[GenerationChunk]:
     """The token loop every in-process backend shares: stop strings, max tokens and the deadline are checked
-    between tokens; the last chunk carries the finish reason and the result."""
+    between prompt slices and tokens; the last chunk carries the finish reason and the result."""
     matcher = StopMatcher(req.stop)
     generated: list[int] = []
     text = ""
     finish: FinishReason = "length"
-    ready = steps.start(ids, clock)
+    ready = _prefill(steps, ids, clock)
     while ready and len(generated) < req.max_new_tokens:
         token = steps.next_token()
         if steps.is_end(token):
@@ -329,7 +363,7 @@ def decode_stream(
         if clock.expired():
             finish = "deadline"
             break
-        steps.advance(token)
+        steps.feed([token])
     if not ready:
         finish = "deadline"
     tail = matcher.flush(text)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ml.artifacts import read_meta
 from ml.cache import MODELS
 from ml.config import load_config
@@ -39,6 +41,8 @@ from ml.generation import (
     collect,
     cut_prompt,
     decode_stream,
+    pick_token,
+    plain_transcript,
     validate_request,
 )
 from ml.packaged import SMOLLM2, smollm2_gguf
@@ -51,7 +55,6 @@ QUANTS = ("8bit", "4bit")
 # greedy answers matched fp32 on 1 of 8 prompts (fp32 matched `model.generate()` on 8 of 8). Same answers win:
 # fp32 by default, bf16 by setting.
 CPU_DEFAULT_DTYPE = "float32"
-PREFILL_CHUNK = 512  # prompt tokens per forward pass; the deadline is checked between slices
 
 
 @dataclass(frozen=True)
@@ -303,59 +306,30 @@ class _TorchSteps:
     """One request's decoding state on a transformers model: the last logits and the KV cache."""
 
     def __init__(self, gen: LocalGenerator, req: CleanRequest) -> None:
-        import torch
-
         self.gen, self.req = gen, req
-        self.rng = torch.Generator(device=gen.model.device)
-        if req.seed is not None:
-            self.rng.manual_seed(req.seed)
-        else:
-            self.rng.seed()
+        self.rng = np.random.default_rng(req.seed)
         self.logits: Any = None
         self.cache: Any = None
 
-    def start(self, ids: list[int], clock: StreamClock) -> bool:
-        """The prompt in slices of PREFILL_CHUNK, so a deadline can stop a long prompt between them."""
-        for start in range(0, len(ids), PREFILL_CHUNK):
-            if clock.expired():
-                return False
-            self.logits, self.cache = self.gen.forward(ids[start : start + PREFILL_CHUNK], self.cache)
-        return True
+    def feed(self, ids: list[int]) -> None:
+        self.logits, self.cache = self.gen.forward(ids, self.cache)
 
     def next_token(self) -> int:
-        return pick_token(self.logits, self.req.temperature, self.req.top_p, self.rng)
+        logits = self.logits.float().cpu().numpy()
+        return pick_token(logits, self.req.temperature, self.req.top_p, self.rng)
 
     def is_end(self, token: int) -> bool:
         return token in self.gen.eos_ids
 
-    def advance(self, token: int) -> None:
-        self.logits, self.cache = self.gen.forward([token], self.cache)
-
     def text(self, generated: list[int]) -> str:
         return str(self.gen.tokenizer.decode(generated, skip_special_tokens=True))
-
-
-def pick_token(logits: Any, temperature: float, top_p: float, rng: Any) -> int:
-    """Greedy when `temperature` is 0, else a sample from the top-p nucleus of softmax(logits / T)."""
-    import torch
-
-    if temperature == 0.0:
-        return int(torch.argmax(logits).item())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p
-        sorted_probs[outside] = 0.0
-        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
-    return int(torch.multinomial(probs, 1, generator=rng).item())
 
 
 def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     """The prompt in the model's chat template (a plain transcript for models without one)."""
     if getattr(tokenizer, "chat_template", None):
         return str(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-    lines = [f"{m['role']}: {m['content']}" for m in messages]
-    return "\n".join([*lines, "assistant:"])
+    return plain_transcript(messages)
 
 
 def _eos_ids(tokenizer: Any, model: Any) -> frozenset[int]:

@@ -12,12 +12,7 @@ import pytest
 from ml.errors import ArtifactError, InvalidInput
 from ml.generation import GenerationRequest, validate_request
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread: None) -> None:
-    """Every test here runs with one torch thread (see tests/conftest.py)."""
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="session")

