@@ -5,7 +5,8 @@ Runs in a child process against a throw-away SQLite database in a temporary dire
 database and model store are never touched). The watchlist is the demo watchlist plus 1,000 generated
 companies, so linking runs at 1,000+ entities; topics are the defaults. The model is the packaged MiniLM with
 a 3-class head: a trained sentiment artifact when BENCH_SENTIMENT_MODEL names one, otherwise an untrained
-head (speed does not depend on the head's weights; agreement figures are only reported for a trained one).
+head reading text the way sentiment training does (links stripped); speed does not depend on the head's
+weights, and agreement figures are only reported for a trained one.
 
 Figures:
 - `end_to_end_items_per_s`: tweets ingested and scored per second, batches of 256, with the configured
@@ -81,6 +82,7 @@ def _artifact(store: Path) -> tuple[Path, str]:
         return Path(given), "trained"
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from apps.sentiment.services.training import TEXT_PREPROCESS
     from ml.artifacts import ArtifactMeta, write_meta
     from ml.packaged import MINILM, minilm_path
 
@@ -93,7 +95,8 @@ def _artifact(store: Path) -> tuple[Path, str]:
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(path).save_pretrained(out)
     write_meta(out, ArtifactMeta(task="sentiment", kind="sequence-classifier", base_model=MINILM, labels=labels,
-                                 hyperparameters={"max_length": 96, "temperature": 1.0}))  # fmt: skip
+                                 hyperparameters={"max_length": 96, "temperature": 1.0,
+                                                  "text_preprocess": TEXT_PREPROCESS}))  # fmt: skip
     return out, "untrained head"
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ml.artifacts import read_meta
 from ml.errors import ArtifactError
 from ml.registry import Registry
-from ml.text import length_order
+from ml.text import length_order, preprocess
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class TorchClassifier:
         self.labels = meta.labels
         self.temperature = float(meta.hyperparameters.get("temperature") or 1.0)
         self.max_length = int(meta.hyperparameters.get("max_length") or 128)
+        self.preprocess = str(meta.hyperparameters.get("text_preprocess") or "")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir, local_files_only=True)
             self.model = AutoModelForSequenceClassification.from_pretrained(
@@ -60,6 +61,7 @@ class TorchClassifier:
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         import torch
 
+        texts = preprocess(texts, self.preprocess)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         order = length_order(texts)
         with torch.inference_mode():

@@ -23,6 +23,7 @@ from ml.classify import CLASSIFIERS, softmax
 from ml.config import load_config
 from ml.errors import ArtifactError
 from ml.onnx_export import OnnxModel, QuantSettings, ensure_onnx, load_session, token_batches
+from ml.text import preprocess
 
 CLASSIFIER_INT8 = QuantSettings(op_types=("MatMul", "Attention"), keep_ffn_output_fp32=False)
 
@@ -39,6 +40,7 @@ class OnnxClassifier:
         self.labels = meta.labels
         self.temperature = float(meta.hyperparameters.get("temperature") or 1.0)
         self.max_length = int(meta.hyperparameters.get("max_length") or 128)
+        self.preprocess = str(meta.hyperparameters.get("text_preprocess") or "")
         self.export: OnnxModel = ensure_onnx(
             Path(artifact_dir), variant="sequence-classifier", store=store, settings=CLASSIFIER_INT8
         )
@@ -51,6 +53,7 @@ class OnnxClassifier:
 
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Raw logits in input order, computed in batches sorted by token count."""
+        texts = preprocess(texts, self.preprocess)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for batch, inputs in token_batches(
             self.tokenizer, texts, self.max_length, batch_size, self.input_names

@@ -15,7 +15,7 @@ from ml.artifacts import ArtifactMeta, sha256_texts, write_meta
 from ml.errors import InvalidInput
 from ml.metrics import accuracy, macro_f1
 from ml.packaged import MINILM, resolve_model
-from ml.text import clean_texts
+from ml.text import clean_texts, preprocess
 from ml.training.runner import StepTracker, TrainingCallbacks, seed_everything
 
 CLASSIFIER_KIND = "sequence-classifier"
@@ -42,6 +42,7 @@ class ClassifierSpec:
     seed: int = 13
     max_steps: int = 0  # 0: no cap
     lora_r: int = 16
+    text_preprocess: str = ""  # a name in ml.text.PREPROCESSORS, applied in training and at inference
     data_sources: dict[str, str] = field(default_factory=dict)  # name -> sha256 of the file
 
 
@@ -53,7 +54,7 @@ class TrainResult:
 
 
 def _validate(spec: ClassifierSpec) -> tuple[list[str], list[str], list[str]]:
-    texts = clean_texts(spec.texts)
+    texts = preprocess(clean_texts(spec.texts), spec.text_preprocess)
     labels = [str(x) for x in spec.labels]
     if len(texts) != len(labels):
         raise InvalidInput(f"{len(texts)} texts but {len(labels)} labels")
@@ -301,6 +302,7 @@ def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCal
             "max_steps": spec.max_steps,
             "lora_r": spec.lora_r if spec.method == "lora" else None,
             "temperature": temperature,
+            "text_preprocess": spec.text_preprocess,
         },
         metrics=metrics,
     )

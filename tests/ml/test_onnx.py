@@ -240,9 +240,23 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory, tweets) -> Path:
         max_steps=3,
         batch_size=8,
         learning_rate=3e-4,
+        text_preprocess="strip-links",  # as sentiment training does
     )
     train_classifier(spec, out, SilentCallbacks())
     return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch-fp32", "onnx-int8"])
+def test_both_backends_read_text_as_training_did(session_store, tiny_classifier, backend):
+    from ml.api import classifier
+    from ml.artifacts import read_meta
+
+    assert read_meta(tiny_classifier).hyperparameters["text_preprocess"] == "strip-links"
+    model = classifier(tiny_classifier, backend=backend)
+    with_links = ["$GM - GM loses a bull https://t.co/tdUfG5HbXy", "Profit up https://x.io/a b"]
+    without = ["$GM - GM loses a bull", "Profit up b"]
+    np.testing.assert_array_equal(model.logits(with_links), model.logits(without))
 
 
 @pytest.mark.slow

@@ -43,6 +43,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
+from apps.core.db import update_rows
 from apps.sentiment.models import Bucket, Item, ItemEntity, ItemTopic, Score
 
 GRANULARITIES = ("hour", "day")
@@ -236,7 +237,7 @@ def series_apply(*, items: Sequence[ScoredItem]) -> int:
             bucket.negative += int(neg)
             bucket.positive += int(pos)
             _refresh_derived(bucket)
-        Bucket.objects.bulk_update(list(buckets.values()), COUNT_FIELDS, batch_size=500)
+        update_rows(list(buckets.values()), COUNT_FIELDS)
         earliest: dict[Scope, datetime] = {}
         for scope, start in keys:
             earliest[scope] = min(start, earliest.get(scope, start))
@@ -279,7 +280,7 @@ def recompute_baselines_many(*, granularity: str, since: dict[Scope, datetime]) 
                 bucket.baseline = baseline
                 changed.append(bucket)
             prev = bucket
-    Bucket.objects.bulk_update(changed, ["baseline"], batch_size=500)
+    update_rows(changed, ["baseline"])
     return len(changed)
 
 

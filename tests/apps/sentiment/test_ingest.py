@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +17,12 @@ from apps.sentiment.services import ingest, uploads
 from apps.sentiment.services.entities import EntityMatcher, entity_upsert
 from apps.sentiment.services.ingest import ItemRecord, items_ingest
 from apps.sentiment.services.language import detect_language
-from apps.sentiment.services.topics import DEFAULT_TOPICS, TopicMatcher, topics_ensure_defaults
+from apps.sentiment.services.topics import (
+    DEFAULT_TOPICS,
+    TopicMatcher,
+    _pattern,
+    topics_ensure_defaults,
+)
 from apps.sentiment.services.uploads import items_upload_csv
 
 NOW = datetime(2024, 5, 14, 12, 0, tzinfo=UTC)
@@ -274,6 +280,42 @@ def test_topic_keywords_match_on_word_boundaries_with_prefixes() -> None:
     assert matcher.match("the acquisition and the acquirer") == {1: 0.75}
     assert matcher.match("they cut 1,200 jobs") == {1: 0.5}
     assert matcher.match("a refined product, all fine") == {2: 0.5}
+
+
+def test_topic_word_test_never_skips_a_match_the_patterns_find() -> None:
+    """Each topic's regex runs only on texts holding the first word of one of its keywords; on tricky texts
+    (case, hyphens, prefixes, punctuation- and wildcard-led keywords, non-ASCII) the result must equal
+    running every pattern on every text."""
+    topics = [
+        (1, ["acqui*", "cut * jobs", "lay-off*"]),
+        (2, ["M&A", "$deal", "10-K filing"]),
+        (3, ["* jobs", "übernahme*", "ceo"]),
+        (4, ["seo", "istanbul"]),
+        *((10 + i, keywords) for i, (_, _, keywords) in enumerate(DEFAULT_TOPICS.values())),
+    ]
+    texts = [
+        *(text for text, _ in LABELLED),
+        "ACQUISITION of Foo; acquirer pays",
+        "Lay-offs at the plant; LAY-OFF notices; layoffs",
+        "m&a advisory fees rise; M&A boom",
+        "the $DEAL closed; files its 10-K  filing late",
+        "Cut 1,200 jobs, then 300 jobs more",
+        "Die Übernahme ist abgeschlossen; ÜBERNAHMEANGEBOT",
+        "the CEO's exit; non-ceo staff; ceos",
+        "ACQU\u0130RES Foo; \u017feo; \u0131stanbul M&A",
+        "acqui",
+        "",
+        "nothing here",
+    ]
+    matcher = TopicMatcher(topics)
+    patterns = {tid: re.compile("|".join(_pattern(k) for k in kws), re.I) for tid, kws in topics}
+    for text in texts:
+        expected = {
+            tid: round(1.0 - 0.5 ** len(rx.findall(text)), 4)
+            for tid, rx in patterns.items()
+            if rx.search(text)
+        }
+        assert matcher.match(text) == expected, text
 
 
 def test_default_topics_are_created_once(db: None) -> None:
