@@ -21,6 +21,7 @@ embedding layer norm, bias-GELU, skip layer norm), which is where much of the sp
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import importlib.metadata
@@ -59,6 +60,8 @@ class QuantSettings:
     keep_ffn_output_fp32: bool = True
     fuse: bool = True
     opset: int = 17
+    # Sequence classifiers on BERT: the last layer computes the [CLS] position only (_cls_only_graph).
+    cls_only_last_layer: bool = False
 
 
 INT8 = QuantSettings()
@@ -180,7 +183,7 @@ def ensure_onnx(
 def _export(model_dir: Path, out: Path, variant: Variant, settings: QuantSettings) -> ArtifactMeta:
     fp32 = out / "model.fp32.onnx"
     try:
-        config = _torch_export(model_dir, fp32, variant, settings.opset)
+        config, cls_only = _torch_export(model_dir, fp32, variant, settings)
         graph = _fuse(fp32, out / "model.fused.onnx", config) if settings.fuse else fp32
         excluded = _quantize(graph, out / MODEL_FILE, config, settings)
     except ArtifactError:
@@ -195,6 +198,7 @@ def _export(model_dir: Path, out: Path, variant: Variant, settings: QuantSetting
         base_model=str(model_dir.resolve()),
         hyperparameters={
             "quantization": {**asdict(settings), "excluded_nodes": len(excluded), "fused": graph != fp32},
+            "cls_only_last_layer": cls_only,
             "export_version": EXPORT_VERSION,
             "onnxruntime": _ort_version(),
             "output": _OUTPUTS[variant],
@@ -203,8 +207,11 @@ def _export(model_dir: Path, out: Path, variant: Variant, settings: QuantSetting
     )
 
 
-def _torch_export(model_dir: Path, target: Path, variant: Variant, opset: int) -> Any:
-    """Export fp32 with dynamic batch and sequence axes; returns the model's HF config."""
+def _torch_export(
+    model_dir: Path, target: Path, variant: Variant, settings: QuantSettings
+) -> tuple[Any, bool]:
+    """Export fp32 with dynamic batch and sequence axes; returns the HF config and whether the last layer was
+    cut down to the [CLS] position."""
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -222,6 +229,7 @@ def _torch_export(model_dir: Path, target: Path, variant: Variant, opset: int) -
     )
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
     output = _OUTPUTS[variant]
+    cls_only = variant == "sequence-classifier" and settings.cls_only_last_layer and _fits_cls_only(model)
 
     class _Graph(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -231,22 +239,76 @@ def _torch_export(model_dir: Path, target: Path, variant: Variant, opset: int) -
         def forward(self, *tensors: Any) -> Any:
             return getattr(self.inner(**dict(zip(names, tensors, strict=True))), output)
 
+    graph = _cls_only_graph(model, names) if cls_only else _Graph(model)
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     axes[output] = {0: "batch", 1: "sequence"} if variant == "encoder" else {0: "batch"}
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # tracer warnings about Python booleans in the attention mask code
         # dynamo=False: the TorchScript exporter gives the plain BERT graph that onnxruntime's fusion expects
         torch.onnx.export(
-            _Graph(model),
+            graph,
             tuple(sample[n] for n in names),
             str(target),
             input_names=names,
             output_names=[output],
             dynamic_axes=axes,
-            opset_version=opset,
+            opset_version=settings.opset,
             dynamo=False,
         )
-    return model.config
+    return model.config, cls_only
+
+
+def _cls_only_graph(model: Any, names: list[str]) -> Any:
+    import torch
+
+    class BertClsOnly(torch.nn.Module):
+        """A BERT sequence classifier whose last layer computes only the position the classifier reads.
+
+        The classifier sees pooler(hidden[:, 0]), so in the last layer only the [CLS] query matters: keys and
+        values still come from every token, but the query, attention output and feed-forward run on one row
+        instead of all of them, a sixth less work for MiniLM-L6. Same logits as the full model (tested); the
+        first layers are BertModel's own code, so the fusion pass still finds their attention.
+        """
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.body = copy.deepcopy(inner.bert)
+            self.last = self.body.encoder.layer[-1]
+            del self.body.encoder.layer[-1]
+            self.pooler, self.body.pooler = self.body.pooler, None
+            self.classifier = inner.classifier
+
+        def forward(self, *tensors: Any) -> Any:
+            inputs = dict(zip(names, tensors, strict=True))
+            hidden = self.body(**inputs).last_hidden_state
+            attention = self.last.attention.self
+            heads, size = attention.num_attention_heads, attention.attention_head_size
+            cls = hidden[:, :1]
+            query = attention.query(cls).view(-1, 1, heads, size).transpose(1, 2)
+            key = attention.key(hidden).view(hidden.size(0), -1, heads, size).transpose(1, 2)
+            value = attention.value(hidden).view(hidden.size(0), -1, heads, size).transpose(1, 2)
+            mask = inputs["attention_mask"][:, None, None, :].to(hidden.dtype)
+            scores = (
+                query @ key.transpose(2, 3) * attention.scaling + (1.0 - mask) * torch.finfo(hidden.dtype).min
+            )
+            context = (torch.softmax(scores, dim=-1) @ value).transpose(1, 2).reshape(-1, 1, heads * size)
+            attended = self.last.attention.output(context, cls)
+            out = self.last.output(self.last.intermediate(attended), attended)
+            return self.classifier(self.pooler(out))
+
+    return BertClsOnly(model)
+
+
+def _fits_cls_only(model: Any) -> bool:
+    """Whether `model` is a BERT classifier reading the pooled [CLS] position (what _cls_only_graph cuts)."""
+    bert = getattr(model, "bert", None)
+    return (
+        type(model).__name__ == "BertForSequenceClassification"
+        and bert is not None
+        and getattr(bert, "pooler", None) is not None
+        and not model.config.is_decoder
+        and len(bert.encoder.layer) >= 2
+    )
 
 
 def _fuse(source: Path, target: Path, config: Any) -> Path:
@@ -286,7 +348,10 @@ def _quantize(source: Path, target: Path, config: Any, settings: QuantSettings) 
             reduce_range=settings.reduce_range,
             weight_type=QuantType[settings.weight_type],
             nodes_to_exclude=excluded,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops lack inferred types
+            extra_options={
+                "DefaultTensorType": onnx.TensorProto.FLOAT,  # fused ops lack inferred types
+                "MatMulConstBOnly": True,  # activation x activation products (unfused attention) stay fp32
+            },
         )
     return excluded
 

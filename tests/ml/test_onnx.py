@@ -278,6 +278,31 @@ def test_int8_classifier_agrees_with_fp32(session_store, tiny_classifier, tweets
 
 
 @pytest.mark.slow
+def test_the_cls_only_last_layer_gives_the_full_models_logits(session_store, tiny_classifier, tweets):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from ml.onnx_classify import OnnxClassifier
+    from ml.onnx_export import _cls_only_graph, _fits_cls_only
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_classifier, attn_implementation="eager"
+    ).eval()
+    assert _fits_cls_only(model)
+    enc = AutoTokenizer.from_pretrained(tiny_classifier)(
+        [*tweets.texts[:15], "x"], padding=True, return_tensors="pt"
+    )  # padded rows of many lengths, one of a single word
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    with torch.inference_mode():
+        full = model(**enc).logits
+        cut = _cls_only_graph(model, names)(*(enc[n] for n in names))
+    torch.testing.assert_close(cut, full, atol=1e-5, rtol=1e-5)
+    assert OnnxClassifier(tiny_classifier, store=session_store).export.meta.hyperparameters[
+        "cls_only_last_layer"
+    ]
+
+
+@pytest.mark.slow
 def test_int8_classifier_takes_awkward_inputs_through_the_api(session_store, tiny_classifier):
     from ml.api import classify
 
