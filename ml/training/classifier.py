@@ -39,6 +39,7 @@ class ClassifierSpec:
     patience: int = 2
     evals_per_epoch: int = 2
     class_weights: bool = True
+    label_smoothing: float = 0.0  # share of each target spread over all classes (noisy labels)
     seed: int = 13
     max_steps: int = 0  # 0: no cap
     lora_r: int = 16
@@ -67,6 +68,8 @@ def _validate(spec: ClassifierSpec) -> tuple[list[str], list[str], list[str]]:
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if len(keep) < 2 * len(names):
         raise InvalidInput(f"too few non-empty examples ({len(keep)}) for {len(names)} classes")
+    if not 0.0 <= spec.label_smoothing < 1.0:
+        raise InvalidInput(f"label_smoothing must be in [0, 1), got {spec.label_smoothing}")
     if spec.method not in ("lora", "full"):
         raise InvalidInput(f"method must be 'lora' or 'full', got {spec.method!r}")
     return [texts[i] for i in keep], [labels[i] for i in keep], names
@@ -202,7 +205,7 @@ def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCal
             [len(train_idx) / (len(names) * max(counts.get(c, 0), 1)) for c in range(len(names))],
             dtype=torch.float32,
         )
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=spec.label_smoothing)
     lr = spec.learning_rate or (5e-4 if spec.method == "lora" else 5e-5)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)
@@ -298,6 +301,7 @@ def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCal
             "val_fraction": spec.val_fraction,
             "patience": spec.patience,
             "class_weights": spec.class_weights,
+            "label_smoothing": spec.label_smoothing,
             "seed": spec.seed,
             "max_steps": spec.max_steps,
             "lora_r": spec.lora_r if spec.method == "lora" else None,

@@ -78,6 +78,12 @@ def test_cancellation_between_steps(tweets, tmp_path):
 def test_bad_training_input_is_refused(tmp_path):
     with pytest.raises(InvalidInput, match="2 texts but 1 labels"):
         run_training(ClassifierSpec(task="t", texts=("a", "b"), labels=("x",)), tmp_path, SilentCallbacks())
+    with pytest.raises(InvalidInput, match=r"label_smoothing must be in \[0, 1\)"):
+        run_training(
+            ClassifierSpec(task="t", texts=("a", "b") * 2, labels=("x", "y") * 2, label_smoothing=1.0),
+            tmp_path,
+            SilentCallbacks(),
+        )
     with pytest.raises(InvalidInput, match="unknown text preprocessing"):
         run_training(
             ClassifierSpec(task="t", texts=("a", "b"), labels=("x", "y"), text_preprocess="nope"),

@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "max_steps": 0,
     "max_examples": 0,
     "class_weights": True,
+    "label_smoothing": 0.0,
     "promote": "if_better",
 }
 # What the model reads of a text (ml.text.PREPROCESSORS): links carry no sentiment, and a shortened one is 17
@@ -220,6 +221,7 @@ TRAIN_PARAMS = {
     "max_steps",
     "max_examples",
     "class_weights",
+    "label_smoothing",
     "promote",
     "rescore_from",
     "rescore_to",
@@ -244,6 +246,7 @@ def validate_train_params(params: dict[str, Any], *, restrict_paths: bool = True
     clean["max_steps"] = _number(params, "max_steps", int, 0, 10_000_000)
     clean["max_examples"] = _number(params, "max_examples", int, 0, 10_000_000)
     clean["class_weights"] = _flag(params, "class_weights")
+    clean["label_smoothing"] = _number(params, "label_smoothing", float, 0.0, 0.5)
     promote = params.get("promote", DEFAULTS["promote"])
     if promote not in ("if_better", "always", "never"):
         raise ServiceError("promote must be if_better, always or never", field="promote")
@@ -346,6 +349,7 @@ def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], d
         max_length=p["max_length"],
         max_steps=p["max_steps"],
         class_weights=p.get("class_weights", DEFAULTS["class_weights"]),
+        label_smoothing=p.get("label_smoothing", DEFAULTS["label_smoothing"]),
         text_preprocess=TEXT_PREPROCESS,
         data_sources=data.sources,
     )

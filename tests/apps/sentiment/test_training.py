@@ -70,6 +70,11 @@ def test_parameters_are_validated(tmp_path: Path) -> None:
     assert validate_train_params({"tfns": str(outside)}, restrict_paths=False)["class_weights"] is True
     off = validate_train_params({"tfns": str(outside), "class_weights": "false"}, restrict_paths=False)
     assert off["class_weights"] is False
+    assert off["label_smoothing"] == 0.0
+    with pytest.raises(ServiceError, match=r"label_smoothing must be between 0 and 0\.5"):
+        validate_train_params({"tfns": str(outside), "label_smoothing": 0.9}, restrict_paths=False)
+    smooth = validate_train_params({"tfns": str(outside), "label_smoothing": "0.1"}, restrict_paths=False)
+    assert smooth["label_smoothing"] == 0.1
 
 
 @needs_phrasebank

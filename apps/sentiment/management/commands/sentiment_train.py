@@ -46,6 +46,12 @@ class Command(BaseCommand):
             default=DEFAULTS["class_weights"],
             help="weight the loss by inverse class frequency (default: on)",
         )
+        parser.add_argument(
+            "--label-smoothing",
+            type=float,
+            default=DEFAULTS["label_smoothing"],
+            help="spread this share of each target over all classes, for noisy labels (default: 0)",
+        )
         parser.add_argument("--promote", choices=["if_better", "always", "never"], default="if_better")
         parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
@@ -66,6 +72,7 @@ class Command(BaseCommand):
             "max_steps": opts["max_steps"],
             "max_examples": opts["max_examples"],
             "class_weights": opts["class_weights"],
+            "label_smoothing": opts["label_smoothing"],
             "promote": opts["promote"],
         }
         try:
