@@ -46,7 +46,7 @@ def _call(module: Any, quick: bool, context: dict[str, Any]) -> dict[str, Any]:
 
 def _markdown(results: dict[str, Any]) -> str:
     lines = [
-        f"# Benchmarks ({results['meta']['started_at']}, {results['meta']['machine']})",
+        f"# Benchmarks ({results['meta']['started_at']}, {results['meta']['machine']}; {results['meta'].get('cpu', 'cpu unknown')})",
         "",
         "| benchmark | figure | value |",
         "|---|---|---|",
@@ -71,6 +71,28 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+# int8 speed depends on these more than on anything else: with AVX2 alone int8 products go through 16-bit
+# pairs; VNNI (AVX-512 or AVX) has a fused int8 dot product; AMX has tile instructions. Runs on machines
+# with different flags are not comparable.
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the instruction sets that decide int8 speed (Linux; "unknown" elsewhere)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "unknown"
+    fields: dict[str, str] = {}
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "flags"):
+            fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    found = [flag for flag in INT8_FLAGS if flag in flags]
+    return f"{fields.get('model name', 'unknown')}; {' '.join(found) or 'no AVX2'}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
@@ -82,6 +104,7 @@ def main() -> int:
         "meta": {
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "cpu": cpu_description(),
             "quick": args.quick,
         },
         "benchmarks": {},

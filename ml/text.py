@@ -49,9 +49,23 @@ def strip_links(text: str) -> str:
     return " ".join(_LINK.sub(" ", text).split())
 
 
+def mark_links(text: str) -> str:
+    """Each http(s) link replaced by the one word piece "http", whitespace collapsed.
+
+    The link's characters are noise, but whether a post carries a link is a signal: in the finance tweets,
+    69 % of the posts with a link are neutral against 61 % of those without (news headlines link to the
+    story). The marker keeps that for one token instead of 17.
+    """
+    return " ".join(_LINK.sub(" http ", text).split())
+
+
 # What a classifier does to a text before its tokenizer sees it, by the name its artifact records
 # (`text_preprocess` in meta.json): training and every inference backend apply the same one.
-PREPROCESSORS: dict[str, Callable[[str], str]] = {"": lambda text: text, "strip-links": strip_links}
+PREPROCESSORS: dict[str, Callable[[str], str]] = {
+    "": lambda text: text,
+    "strip-links": strip_links,
+    "mark-links": mark_links,
+}
 
 
 def preprocess(texts: Sequence[str], name: str) -> list[str]:

@@ -9,7 +9,7 @@ from ml.cache import ModelCache
 from ml.errors import ArtifactError, InvalidInput
 from ml.prompts import Passage, approx_tokens, fit_passages, render
 from ml.registry import Registry
-from ml.text import clean_text, length_order, preprocess, strip_links
+from ml.text import clean_text, length_order, mark_links, preprocess, strip_links
 
 
 def test_meta_round_trip_records_code_version_and_time(tmp_path):
@@ -61,7 +61,10 @@ def test_strip_links_removes_http_links_only():
     assert strip_links("see HTTP://x.io/a?b=1 and\nhttps://y.org/  now") == "see and now"
     assert strip_links("www.example.com and ftp://host stay") == "www.example.com and ftp://host stay"
     assert strip_links("https://t.co/only") == ""
+    assert mark_links("loses a bull https://t.co/tdUfG5HbXy") == "loses a bull http"
+    assert mark_links("a http://x.io/1,https://y.io/2  b") == "a http b"
     assert preprocess(["a https://t.co/x", "b"], "strip-links") == ["a", "b"]
+    assert preprocess(["a https://t.co/x"], "mark-links") == ["a http"]
     assert preprocess(["a  https://t.co/x"], "") == ["a  https://t.co/x"]
     with pytest.raises(InvalidInput, match="unknown text preprocessing 'lower'"):
         preprocess(["a"], "lower")
