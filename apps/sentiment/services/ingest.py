@@ -31,6 +31,7 @@ from django.utils import timezone
 from apps.core.errors import ServiceError
 from apps.sentiment.models import Item, ItemEntity, ItemTopic, Source
 from apps.sentiment.services.language import detect_language
+from ml.text import strip_links
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ MAX_URL_CHARS = 1000
 FUTURE_NOTE_TOLERANCE = timedelta(minutes=5)
 SCORE_CHUNK = 256
 
-_URL_RE = re.compile(r"https?://\S+", re.IGNORECASE)
 _SPACE_RE = re.compile(r"\s+")
 
 
@@ -81,9 +81,7 @@ def normalise_text(text: str) -> str:
 
     Two posts that differ only in a shortened link, case or spacing are the same item.
     """
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = _URL_RE.sub(" ", text)
-    return _SPACE_RE.sub(" ", text).strip()
+    return strip_links(unicodedata.normalize("NFKC", text).lower())
 
 
 def text_hash(title: str, text: str) -> str:
