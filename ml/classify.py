@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ml.artifacts import read_meta
+from ml.artifacts import ArtifactMeta, read_meta
 from ml.errors import ArtifactError
 from ml.registry import Registry
 from ml.text import length_order, preprocess
@@ -30,11 +30,38 @@ class Classifier(Protocol):
 CLASSIFIERS: Registry[Classifier] = Registry("classifier")
 
 
-def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+def softmax(logits: np.ndarray, temperature: float, bias: np.ndarray | None = None) -> np.ndarray:
+    """softmax(logits / temperature + bias), row by row."""
     z = logits / temperature
+    if bias is not None:
+        z = z + bias
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How an artifact turns logits into probabilities, fitted on its validation split in training: a
+    temperature, and optionally a bias per class (`class_bias`), which moves the decision back to the class
+    frequencies when the loss was class-weighted."""
+
+    temperature: float = 1.0
+    class_bias: tuple[float, ...] = ()
+
+    @classmethod
+    def from_meta(cls, meta: ArtifactMeta) -> Calibration:
+        """The artifact's calibration (artifacts saved before class_bias existed have a temperature only)."""
+        hp = meta.hyperparameters
+        bias = tuple(float(b) for b in hp.get("class_bias") or ())
+        if bias and len(bias) != len(meta.labels):
+            raise ArtifactError(f"class_bias has {len(bias)} values for {len(meta.labels)} labels")
+        return cls(temperature=float(hp.get("temperature") or 1.0), class_bias=bias)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """softmax(logits / temperature + class_bias), row by row."""
+        bias = np.asarray(self.class_bias, dtype=np.float32) if self.class_bias else None
+        return softmax(logits, self.temperature, bias)
 
 
 class TorchClassifier:
@@ -45,7 +72,7 @@ class TorchClassifier:
 
         meta = read_meta(artifact_dir)
         self.labels = meta.labels
-        self.temperature = float(meta.hyperparameters.get("temperature") or 1.0)
+        self.calibration = Calibration.from_meta(meta)
         self.max_length = int(meta.hyperparameters.get("max_length") or 128)
         self.preprocess = str(meta.hyperparameters.get("text_preprocess") or "")
         try:
@@ -78,7 +105,7 @@ class TorchClassifier:
         return out
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        return softmax(self.logits(texts, batch_size), self.temperature)
+        return self.calibration.probabilities(self.logits(texts, batch_size))
 
 
 @CLASSIFIERS.register("torch-fp32")

@@ -2,7 +2,7 @@
 
 The artifact's merged model is exported once into the model store (`MODEL_STORE/onnx/<key>/`, keyed by the
 artifact directory and its weight files) and reused; the artifact itself is never modified. Probabilities are
-calibrated with the artifact's temperature, exactly as the fp32 backend does.
+calibrated with the artifact's temperature and class bias, exactly as the fp32 backend does.
 
 Classifiers quantize more of the graph than embeddings (CLASSIFIER_INT8: every MatMul and the fused attention
 in int8). A class decision tolerates what a 384-d embedding's cosine gate does not: on the finance sentiment
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ml.artifacts import read_meta
-from ml.classify import CLASSIFIERS, softmax
+from ml.classify import CLASSIFIERS, Calibration
 from ml.config import load_config
 from ml.errors import ArtifactError
 from ml.onnx_export import OnnxModel, QuantSettings, ensure_onnx, load_session, token_batches
@@ -46,7 +46,7 @@ class OnnxClassifier:
 
         meta = read_meta(artifact_dir)
         self.labels = meta.labels
-        self.temperature = float(meta.hyperparameters.get("temperature") or 1.0)
+        self.calibration = Calibration.from_meta(meta)
         self.max_length = int(meta.hyperparameters.get("max_length") or 128)
         self.preprocess = str(meta.hyperparameters.get("text_preprocess") or "")
         self.export: OnnxModel = ensure_onnx(
@@ -71,8 +71,8 @@ class OnnxClassifier:
         return out
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Calibrated probabilities: softmax(logits / temperature)."""
-        return softmax(self.logits(texts, batch_size), self.temperature)
+        """Calibrated probabilities: softmax(logits / temperature + class bias)."""
+        return self.calibration.probabilities(self.logits(texts, batch_size))
 
 
 @CLASSIFIERS.register("onnx-int8")

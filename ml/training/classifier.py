@@ -1,9 +1,11 @@
 """Fine-tune a sequence classifier on the packaged MiniLM: full or LoRA, AdamW, warm-up, early stopping,
-class weights, and temperature scaling on a validation split carved from the training data."""
+class weights, optionally a "soup" (the weight average of several fine-tunes from the same start), and
+calibration (a temperature, optionally a bias per class) on a validation split carved from the training data."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 from collections import Counter
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ml.artifacts import ArtifactMeta, sha256_texts, write_meta
+from ml.classify import Calibration
 from ml.errors import InvalidInput
 from ml.metrics import accuracy, macro_f1
 from ml.packaged import MINILM, resolve_model
@@ -19,6 +22,10 @@ from ml.text import clean_texts, preprocess
 from ml.training.runner import StepTracker, TrainingCallbacks, seed_everything
 
 CLASSIFIER_KIND = "sequence-classifier"
+# What may differ between the ingredients of a soup: the training recipe, never the data, split or model.
+SOUP_KEYS = frozenset(
+    {"class_weights", "learning_rate", "epochs", "label_smoothing", "weight_decay", "warmup_ratio"}
+)
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,13 @@ class ClassifierSpec:
     patience: int = 2
     evals_per_epoch: int = 2
     class_weights: bool = True
+    class_bias: bool = False  # fit a per-class logit bias with the temperature (see fit_calibration)
     label_smoothing: float = 0.0  # share of each target spread over all classes (noisy labels)
     seed: int = 13
     max_steps: int = 0  # 0: no cap
     lora_r: int = 16
+    # Model soup: one fine-tune per dict of overrides (keys in SOUP_KEYS), weights averaged; () = one run.
+    soup: tuple[dict[str, Any], ...] = ()
     text_preprocess: str = ""  # a name in ml.text.PREPROCESSORS, applied in training and at inference
     data_sources: dict[str, str] = field(default_factory=dict)  # name -> sha256 of the file
 
@@ -68,11 +78,38 @@ def _validate(spec: ClassifierSpec) -> tuple[list[str], list[str], list[str]]:
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if len(keep) < 2 * len(names):
         raise InvalidInput(f"too few non-empty examples ({len(keep)}) for {len(names)} classes")
-    if not 0.0 <= spec.label_smoothing < 1.0:
-        raise InvalidInput(f"label_smoothing must be in [0, 1), got {spec.label_smoothing}")
+    _validate_recipe(spec)
+    for overrides in spec.soup:
+        if not isinstance(overrides, dict):
+            raise InvalidInput(f"a soup ingredient is a dict of overrides, got {type(overrides).__name__}")
+        wrong = set(overrides) - SOUP_KEYS
+        if wrong:
+            raise InvalidInput(f"a soup ingredient may only change {sorted(SOUP_KEYS)}, not {sorted(wrong)}")
+    if len(spec.soup) == 1:
+        raise InvalidInput("a soup needs at least two ingredients")
+    for ingredient in _ingredients(spec) if spec.soup else ():
+        _validate_recipe(ingredient)
     if spec.method not in ("lora", "full"):
         raise InvalidInput(f"method must be 'lora' or 'full', got {spec.method!r}")
     return [texts[i] for i in keep], [labels[i] for i in keep], names
+
+
+def _validate_recipe(spec: ClassifierSpec) -> None:
+    """The training recipe's own values (checked for every soup ingredient too)."""
+    if not isinstance(spec.class_weights, bool):
+        raise InvalidInput(f"class_weights must be true or false, got {spec.class_weights!r}")
+    if not isinstance(spec.epochs, int) or spec.epochs < 1:
+        raise InvalidInput(f"epochs must be a whole number of at least 1, got {spec.epochs!r}")
+    for name in ("learning_rate", "label_smoothing", "weight_decay", "warmup_ratio"):
+        value = getattr(spec, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidInput(f"{name} must be a number, got {value!r}")
+    if spec.learning_rate is not None and not spec.learning_rate > 0:
+        raise InvalidInput(f"learning_rate must be positive, got {spec.learning_rate}")
+    if not 0.0 <= spec.label_smoothing < 1.0:
+        raise InvalidInput(f"label_smoothing must be in [0, 1), got {spec.label_smoothing}")
+    if not 0.0 <= spec.warmup_ratio < 1.0 or spec.weight_decay < 0:
+        raise InvalidInput("warmup_ratio must be in [0, 1) and weight_decay at least 0")
 
 
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -91,23 +128,68 @@ def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[lis
     return train, sorted(val)
 
 
-def fit_temperature(logits: Any, targets: Any) -> float:
-    """The temperature T minimising validation NLL of softmax(logits / T)."""
+def fit_calibration(logits: Any, targets: Any, class_bias: bool) -> Calibration:
+    """The temperature T, and with `class_bias` a bias b per class (centred), minimising the validation NLL
+    of softmax(logits / T + b). A class-weighted loss shifts logits towards rare classes; the bias fitted
+    on unweighted validation data moves the argmax back to the data's own class frequencies. A temperature
+    outside (0.05, 20) (logits that carry almost nothing, as after a few steps) is replaced by 1. No bias is
+    fitted when a class has no example in `targets`: its bias would run off to minus infinity."""
+    class_bias = class_bias and len(set(targets.tolist())) == logits.shape[1]
+    t, b = _fit_nll(logits, targets, fit_temperature=True, fit_bias=class_bias)
+    if not (math.isfinite(t) and 0.05 < t < 20):
+        t, b = _fit_nll(logits, targets, fit_temperature=False, fit_bias=class_bias)
+    if not all(math.isfinite(x) for x in b):
+        t, b = _fit_nll(logits, targets, fit_temperature=True, fit_bias=False)
+        class_bias = False
+    if not (math.isfinite(t) and 0.05 < t < 20):
+        t = 1.0
+    return Calibration(temperature=t, class_bias=tuple(round(x, 6) for x in b) if class_bias else ())
+
+
+def _fit_nll(logits: Any, targets: Any, fit_temperature: bool, fit_bias: bool) -> tuple[float, list[float]]:
     import torch
 
-    log_t = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    log_t = torch.zeros(1, requires_grad=fit_temperature)
+    bias = torch.zeros(logits.shape[1], requires_grad=fit_bias)
+    params = [p for p in (log_t, bias) if p.requires_grad]
+    if params:
+        opt = torch.optim.LBFGS(params, lr=0.1, max_iter=200)
+        loss_fn = torch.nn.CrossEntropyLoss()
 
-    def closure() -> Any:
-        opt.zero_grad()
-        loss = loss_fn(logits / log_t.exp(), targets)
-        loss.backward()
-        return loss
+        def closure() -> Any:
+            opt.zero_grad()
+            loss = loss_fn(logits / log_t.exp() + bias, targets)
+            loss.backward()
+            return loss
 
-    opt.step(closure)
-    t = float(log_t.exp().item())
-    return t if math.isfinite(t) and 0.05 < t < 20 else 1.0
+        opt.step(closure)
+    return float(log_t.exp().item()), [float(x) for x in (bias - bias.mean()).detach()]
+
+
+def crossfit_predictions(logits: Any, targets: Any, class_bias: bool, seed: int, folds: int = 2) -> list[int]:
+    """Validation predictions of the calibrated model, each made by a calibration fitted on the other folds,
+    so that the reported validation score does not grade the bias on the data it was fitted to."""
+    import torch
+
+    if not class_bias:  # a temperature alone never changes the argmax
+        return [int(i) for i in logits.argmax(1).tolist()]
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(targets.tolist()):
+        by_class.setdefault(int(y), []).append(i)
+    fold_of = {}
+    for members in by_class.values():  # stratified: each fold gets its share of every class
+        rng.shuffle(members)
+        fold_of.update({i: n % folds for n, i in enumerate(members)})
+    pred = [0] * len(targets)
+    for k in range(folds):
+        held = [i for i in range(len(targets)) if fold_of[i] == k]
+        rest = torch.tensor([i for i in range(len(targets)) if fold_of[i] != k])
+        cal = fit_calibration(logits[rest], targets[rest], class_bias)
+        probs = cal.probabilities(logits[held].numpy())
+        for i, p in zip(held, probs.argmax(1).tolist(), strict=True):
+            pred[i] = int(p)
+    return pred
 
 
 def _build_model(spec: ClassifierSpec, names: list[str]) -> tuple[Any, Any]:
@@ -186,52 +268,63 @@ def _evaluate(model: Any, tokenizer: Any, texts: list[str], targets: list[int], 
     return out
 
 
-def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCallbacks) -> TrainResult:
-    """Train, calibrate and save a classifier to `out_dir` (weights, tokenizer, meta.json)."""
+@dataclass
+class _Run:
+    """What one fine-tune shares with the loop that drives it."""
+
+    texts: list[str]
+    label_ids: list[int]
+    names: list[str]
+    train_idx: list[int]
+    val_idx: list[int]
+    tracker: StepTracker
+    callbacks: TrainingCallbacks
+
+
+def _total_steps(spec: ClassifierSpec, n_train: int) -> int:
+    total = math.ceil(n_train / spec.batch_size) * spec.epochs
+    return min(total, spec.max_steps) if spec.max_steps else total
+
+
+def _fine_tune(spec: ClassifierSpec, run: _Run) -> tuple[Any, Any, dict[str, Any]]:
+    """One fine-tune from the base model (seeded, so every soup ingredient starts from the same head):
+    (tokenizer, the model at its best validation macro-F1 with LoRA merged, its best score and step).
+    `max_steps` caps each fine-tune, not the soup."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    texts, labels, names = _validate(spec)
     seed_everything(spec.seed)
-    label_ids = [names.index(y) for y in labels]
-    train_idx, val_idx = stratified_split(labels, spec.val_fraction, spec.seed)
+    names, label_ids, texts = run.names, run.label_ids, run.texts
     tokenizer, model = _build_model(spec, names)
     model.train()
-
-    counts = Counter(label_ids[i] for i in train_idx)
+    counts = Counter(label_ids[i] for i in run.train_idx)
     weights = None
     if spec.class_weights:
         weights = torch.tensor(
-            [len(train_idx) / (len(names) * max(counts.get(c, 0), 1)) for c in range(len(names))],
+            [len(run.train_idx) / (len(names) * max(counts.get(c, 0), 1)) for c in range(len(names))],
             dtype=torch.float32,
         )
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=spec.label_smoothing)
-    lr = spec.learning_rate or (5e-4 if spec.method == "lora" else 5e-5)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)
-    steps_per_epoch = math.ceil(len(train_idx) / spec.batch_size)
-    total = steps_per_epoch * spec.epochs
-    if spec.max_steps:
-        total = min(total, spec.max_steps)
+    optimizer = torch.optim.AdamW(params, lr=_learning_rate(spec), weight_decay=spec.weight_decay)
+    total = _total_steps(spec, len(run.train_idx))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * total), total)
-    eval_every = max(1, steps_per_epoch // max(1, spec.evals_per_epoch))
-
-    tracker = StepTracker(callbacks, total)
-    val_texts = [texts[i] for i in val_idx]
-    val_targets = [label_ids[i] for i in val_idx]
+    eval_every = max(1, math.ceil(len(run.train_idx) / spec.batch_size) // max(1, spec.evals_per_epoch))
+    val_texts = [texts[i] for i in run.val_idx]
+    val_targets = [label_ids[i] for i in run.val_idx]
     best: dict[str, Any] = {"f1": -1.0, "state": None, "step": 0}
     bad_evals = 0
+    step = 0
     rng = random.Random(spec.seed)
-    callbacks.log(f"training {spec.method} on {len(train_idx)} examples, validating on {len(val_idx)}")
 
     def evaluate_and_maybe_stop() -> bool:
         nonlocal bad_evals
         logits = _evaluate(model, tokenizer, val_texts, val_targets, spec.max_length)
         pred = [names[i] for i in logits.argmax(1).tolist()]
         f1 = macro_f1([names[i] for i in val_targets], pred, names)
-        callbacks.log(f"step {tracker.step}: validation macro-F1 {f1:.4f}")
+        run.callbacks.log(f"step {step}: validation macro-F1 {f1:.4f}")
         if f1 > best["f1"]:
-            best.update(f1=f1, state=copy.deepcopy(model.state_dict()), step=tracker.step)
+            best.update(f1=f1, state=copy.deepcopy(model.state_dict()), step=step)
             bad_evals = 0
         else:
             bad_evals += 1
@@ -239,7 +332,7 @@ def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCal
 
     stop = False
     for _epoch in range(spec.epochs):
-        for batch in length_bucketed_batches(train_idx, texts, spec.batch_size, rng):
+        for batch in length_bucketed_batches(run.train_idx, texts, spec.batch_size, rng):
             enc = tokenizer(
                 [texts[i] for i in batch],
                 truncation=True,
@@ -254,32 +347,100 @@ def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCal
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            tracker.advance(float(loss.item()))
-            at_end = tracker.step >= total
-            if (tracker.step % eval_every == 0 or at_end) and evaluate_and_maybe_stop():
-                callbacks.log(f"early stop at step {tracker.step}: no improvement since step {best['step']}")
+            step += 1
+            run.tracker.advance(float(loss.item()))
+            at_end = step >= total
+            if (step % eval_every == 0 or at_end) and evaluate_and_maybe_stop():
+                run.callbacks.log(f"early stop at step {step}: no improvement since step {best['step']}")
                 stop = True
             if stop or at_end:
                 break
-        if stop or tracker.step >= total:
+        if stop or step >= total:
             break
 
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     if spec.method == "lora":
         model = model.merge_and_unload()
+    return tokenizer, model, {"val_macro_f1_raw": best["f1"], "best_step": best["step"], "steps": step}
+
+
+def _learning_rate(spec: ClassifierSpec) -> float:
+    return spec.learning_rate or (5e-4 if spec.method == "lora" else 5e-5)
+
+
+def average_weights(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The element-wise mean of state dicts of one architecture (integer buffers are taken from the first)."""
+    out = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            out[key] = sum(s[key].float() for s in states[1:]) + first.float()
+            out[key] = (out[key] / len(states)).to(first.dtype)
+        else:
+            out[key] = first
+    return out
+
+
+def _ingredients(spec: ClassifierSpec) -> list[ClassifierSpec]:
+    return [dataclasses.replace(spec, soup=(), **overrides) for overrides in spec.soup] or [spec]
+
+
+def _recorded_recipe(spec: ClassifierSpec) -> dict[str, Any]:
+    """The recipe's values for the artifact's meta; those a soup's ingredients override are null (see "soup")."""
+    recipe = {
+        "epochs": spec.epochs,
+        "learning_rate": _learning_rate(spec),
+        "warmup_ratio": spec.warmup_ratio,
+        "weight_decay": spec.weight_decay,
+        "class_weights": spec.class_weights,
+        "label_smoothing": spec.label_smoothing,
+    }
+    overridden = {key for overrides in spec.soup for key in overrides}
+    return {key: None if key in overridden else value for key, value in recipe.items()}
+
+
+def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCallbacks) -> TrainResult:
+    """Train, calibrate and save a classifier to `out_dir` (weights, tokenizer, meta.json). With `spec.soup`,
+    one fine-tune per set of overrides, on the same data, split and seed, and the model is the mean of their
+    weights (a "model soup", Wortsman et al. 2022): one model's inference cost."""
+    import torch
+
+    texts, labels, names = _validate(spec)
+    label_ids = [names.index(y) for y in labels]
+    train_idx, val_idx = stratified_split(labels, spec.val_fraction, spec.seed)
+    ingredients = _ingredients(spec)
+    tracker = StepTracker(callbacks, sum(_total_steps(s, len(train_idx)) for s in ingredients))
+    run = _Run(texts, label_ids, names, train_idx, val_idx, tracker, callbacks)
+    callbacks.log(f"training {spec.method} on {len(train_idx)} examples, validating on {len(val_idx)}")
+    states, runs = [], []
+    for number, (ingredient, overrides) in enumerate(zip(ingredients, spec.soup or ({},), strict=True), 1):
+        if spec.soup:
+            callbacks.log(f"soup ingredient {number} of {len(ingredients)}: {overrides}")
+        tokenizer, model, summary = _fine_tune(ingredient, run)
+        states.append(model.state_dict())
+        runs.append({"overrides": overrides, **summary})
+    if len(states) > 1:
+        model.load_state_dict(average_weights(states))
+    val_texts = [texts[i] for i in val_idx]
+    val_targets = [label_ids[i] for i in val_idx]
     val_logits = _evaluate(model, tokenizer, val_texts, val_targets, spec.max_length)
-    temperature = fit_temperature(val_logits, torch.tensor(val_targets))
-    val_pred = [names[i] for i in val_logits.argmax(1).tolist()]
+    targets = torch.tensor(val_targets)
+    calibration = fit_calibration(val_logits, targets, spec.class_bias)
     val_true = [names[i] for i in val_targets]
+    raw_pred = [names[i] for i in val_logits.argmax(1).tolist()]
+    val_pred = [names[i] for i in crossfit_predictions(val_logits, targets, spec.class_bias, spec.seed)]
     metrics = {
         "val_accuracy": accuracy(val_true, val_pred),
         "val_macro_f1": macro_f1(val_true, val_pred, names),
+        "val_accuracy_raw": accuracy(val_true, raw_pred),
+        "val_macro_f1_raw": macro_f1(val_true, raw_pred, names),
         "val_n": len(val_idx),
         "train_n": len(train_idx),
-        "best_step": best["step"],
+        "best_step": None if spec.soup else runs[0]["best_step"],
         "steps": tracker.step,
-        "temperature": temperature,
+        **({"soup": runs} if spec.soup else {}),
+        "temperature": calibration.temperature,
+        "class_bias": list(calibration.class_bias),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
@@ -290,22 +451,20 @@ def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCal
         base_model=spec.base_model,
         labels=tuple(names),
         data={**spec.data_sources, "examples": sha256_texts(texts, labels)},
-        hyperparameters={
+        hyperparameters=_recorded_recipe(spec)
+        | {
             "method": spec.method,
-            "epochs": spec.epochs,
             "batch_size": spec.batch_size,
-            "learning_rate": lr,
-            "warmup_ratio": spec.warmup_ratio,
-            "weight_decay": spec.weight_decay,
             "max_length": spec.max_length,
             "val_fraction": spec.val_fraction,
             "patience": spec.patience,
-            "class_weights": spec.class_weights,
-            "label_smoothing": spec.label_smoothing,
+            "soup": list(spec.soup),
+            "class_bias_fitted": spec.class_bias,
             "seed": spec.seed,
             "max_steps": spec.max_steps,
             "lora_r": spec.lora_r if spec.method == "lora" else None,
-            "temperature": temperature,
+            "temperature": calibration.temperature,
+            "class_bias": list(calibration.class_bias),
             "text_preprocess": spec.text_preprocess,
         },
         metrics=metrics,

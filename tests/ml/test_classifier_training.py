@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
 import random
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ml.api import ClassifierSpec, classify, run_training
+from ml.classify import TorchClassifier
 from ml.datasets import load_tfns, stratified_sample
 from ml.errors import ArtifactError, Cancelled, InvalidInput
 from ml.training.classifier import POOL_BATCHES, length_bucketed_batches, stratified_split
@@ -28,7 +32,13 @@ def tweets():
 def trained(tweets, tmp_path_factory):
     out = tmp_path_factory.mktemp("clf")
     spec = ClassifierSpec(
-        task="t", texts=tweets.texts, labels=tweets.labels, method="lora", max_steps=4, batch_size=8
+        task="t",
+        texts=tweets.texts,
+        labels=tweets.labels,
+        method="lora",
+        max_steps=4,
+        batch_size=8,
+        class_bias=True,
     )
     recorder = Recorder()
     result = run_training(spec, out, recorder)
@@ -45,6 +55,18 @@ def test_training_reports_progress_and_writes_a_complete_artifact(trained):
     assert result.meta.labels == ("negative", "neutral", "positive")
     assert result.meta.hyperparameters["method"] == "lora"
     assert 0.05 < result.metrics["temperature"] < 20
+    assert len(result.meta.hyperparameters["class_bias"]) == 3
+
+
+def test_saved_probabilities_apply_the_fitted_temperature_and_class_bias(trained):
+    result, _ = trained
+    hp = result.meta.hyperparameters
+    texts = ["Stock plunges after profit warning", "Board meets on Tuesday", "Record quarterly revenue"]
+    model = TorchClassifier(result.artifact_dir)
+    z = model.logits(texts) / hp["temperature"] + np.array(hp["class_bias"])
+    expected = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    assert np.allclose(model.predict_proba(texts), expected, atol=1e-5)
+    assert any(abs(b) > 1e-4 for b in hp["class_bias"])
 
 
 def test_calibrated_probabilities_from_the_saved_model(trained):
@@ -133,3 +155,67 @@ def test_length_bucketed_batches_cover_every_example_once_and_pad_less():
     plain_tiny = list(range(72))
     random.Random(1).shuffle(plain_tiny)
     assert sorted(tiny[0]) in [sorted(plain_tiny[i : i + 16]) for i in range(0, 72, 16)]
+
+
+def test_a_soup_is_the_mean_of_its_ingredients_weights(tweets, tmp_path):
+    from safetensors.torch import load_file
+
+    base = ClassifierSpec(
+        task="t", texts=tweets.texts[:40], labels=tweets.labels[:40], max_steps=2, batch_size=8
+    )
+    recorder = Recorder()
+    soup = run_training(
+        replace(base, soup=({"class_weights": True}, {"class_weights": False, "learning_rate": 1e-4})),
+        tmp_path / "soup",
+        recorder,
+    )
+    assert [e.step for e in recorder.events] == [1, 2, 3, 4] and recorder.events[-1].total == 4
+    assert [r["overrides"] for r in soup.metrics["soup"]] == [
+        {"class_weights": True},
+        {"class_weights": False, "learning_rate": 1e-4},
+    ]
+    one = run_training(replace(base, class_weights=True), tmp_path / "one", SilentCallbacks())
+    two = run_training(
+        replace(base, class_weights=False, learning_rate=1e-4), tmp_path / "two", SilentCallbacks()
+    )
+    weights = [load_file(r.artifact_dir / "model.safetensors") for r in (soup, one, two)]
+    key = "classifier.weight"
+    assert not np.allclose(weights[1][key].numpy(), weights[2][key].numpy())
+    for name in (key, "bert.encoder.layer.5.output.dense.weight"):
+        mean = (weights[1][name] + weights[2][name]) / 2
+        assert np.allclose(weights[0][name].numpy(), mean.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("soup", "error"),
+    [
+        (({"texts": ()}, {}), "may only change"),
+        (({"epochs": 1},), "at least two ingredients"),
+        (({"epochs": 0}, {}), "epochs must be a whole number of at least 1"),
+        (({"label_smoothing": 1.0}, {}), r"label_smoothing must be in \[0, 1\)"),
+        (({"class_weights": "no"}, {}), "class_weights must be true or false"),
+        (({"learning_rate": -1e-4}, {}), "learning_rate must be positive"),
+        (({"learning_rate": "fast"}, {}), "learning_rate must be a number"),
+        ((["class_weights"], {}), "a soup ingredient is a dict of overrides"),
+    ],
+)
+def test_a_soup_may_change_the_recipe_only_and_within_its_bounds(soup, error, tmp_path):
+    texts, labels = ("up", "down", "flat") * 3, ("positive", "negative", "neutral") * 3
+    spec = ClassifierSpec(task="t", texts=texts, labels=labels, soup=soup)
+    with pytest.raises(InvalidInput, match=error):
+        run_training(spec, tmp_path / "x", SilentCallbacks())
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_artifact_saved_before_class_bias_existed_still_classifies(trained, tmp_path):
+    result, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(result.artifact_dir, old)
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["hyperparameters"]["class_bias"]
+    (old / "meta.json").write_text(json.dumps(meta))
+    texts = ["Stock plunges after profit warning", "Record quarterly revenue"]
+    z = TorchClassifier(old).logits(texts) / meta["hyperparameters"]["temperature"]
+    expected = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    got = [list(p.probabilities.values()) for p in classify(old, texts)]
+    assert np.allclose(got, expected, atol=1e-5)

@@ -241,6 +241,7 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory, tweets) -> Path:
         batch_size=8,
         learning_rate=3e-4,
         text_preprocess="strip-links",  # as sentiment training does
+        class_bias=True,
     )
     train_classifier(spec, out, SilentCallbacks())
     return out
@@ -275,6 +276,23 @@ def test_int8_classifier_agrees_with_fp32(session_store, tiny_classifier, tweets
     assert decided.sum() >= 10
     assert (int8.argmax(axis=1) == fp32.argmax(axis=1))[decided].all()
     np.testing.assert_allclose(int8_model.predict_proba(texts).sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_both_backends_apply_the_temperature_and_the_class_bias(session_store, tiny_classifier, tweets):
+    from ml.api import classifier
+    from ml.artifacts import read_meta
+
+    hp = read_meta(tiny_classifier).hyperparameters
+    assert len(hp["class_bias"]) == 3 and any(abs(b) > 1e-4 for b in hp["class_bias"])
+    texts = list(tweets.texts[:20])
+    for backend in ("torch-fp32", "onnx-int8"):
+        model = classifier(tiny_classifier, backend=backend)
+        z = model.logits(texts) / hp["temperature"] + np.array(hp["class_bias"])
+        expected = np.exp(z - z.max(axis=1, keepdims=True))
+        np.testing.assert_allclose(
+            model.predict_proba(texts), expected / expected.sum(axis=1, keepdims=True), atol=1e-5
+        )
 
 
 @pytest.mark.slow

@@ -68,13 +68,20 @@ def test_parameters_are_validated(tmp_path: Path) -> None:
     with pytest.raises(ServiceError, match="class_weights must be true or false"):
         validate_train_params({"tfns": str(outside), "class_weights": "maybe"}, restrict_paths=False)
     assert validate_train_params({"tfns": str(outside)}, restrict_paths=False)["class_weights"] is True
-    off = validate_train_params({"tfns": str(outside), "class_weights": "false"}, restrict_paths=False)
+    off = validate_train_params(
+        {"tfns": str(outside), "class_weights": "false", "soup": False}, restrict_paths=False
+    )
     assert off["class_weights"] is False
     assert off["label_smoothing"] == 0.0
     with pytest.raises(ServiceError, match=r"label_smoothing must be between 0 and 0\.5"):
         validate_train_params({"tfns": str(outside), "label_smoothing": 0.9}, restrict_paths=False)
     smooth = validate_train_params({"tfns": str(outside), "label_smoothing": "0.1"}, restrict_paths=False)
     assert smooth["label_smoothing"] == 0.1
+    assert validate_train_params({"tfns": str(outside), "class_bias": "on"}, restrict_paths=False)[
+        "class_bias"
+    ]
+    with pytest.raises(ServiceError, match="class_bias must be true or false"):
+        validate_train_params({"tfns": str(outside), "class_bias": 2}, restrict_paths=False)
 
 
 @needs_phrasebank

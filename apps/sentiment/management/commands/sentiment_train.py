@@ -36,7 +36,9 @@ class Command(BaseCommand):
         parser.add_argument("--learning-rate", type=float, default=DEFAULTS["learning_rate"])
         parser.add_argument("--max-length", type=int, default=DEFAULTS["max_length"])
         parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-        parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no cap)")
+        parser.add_argument(
+            "--max-steps", type=int, default=0, help="stop each fine-tune after this many steps (0: no cap)"
+        )
         parser.add_argument(
             "--max-examples", type=int, default=0, help="train on a stratified sample (0: all)"
         )
@@ -44,7 +46,21 @@ class Command(BaseCommand):
             "--class-weights",
             action=argparse.BooleanOptionalAction,
             default=DEFAULTS["class_weights"],
-            help="weight the loss by inverse class frequency (default: on)",
+            help="weight the loss by inverse class frequency (default: on; a soup has one of each)",
+        )
+        parser.add_argument(
+            "--soup",
+            action=argparse.BooleanOptionalAction,
+            default=DEFAULTS["soup"],
+            help="average the weights of a class-weighted and an unweighted fine-tune (twice the training "
+            "time, one model's inference cost; default: on)",
+        )
+        parser.add_argument(
+            "--class-bias",
+            action=argparse.BooleanOptionalAction,
+            default=DEFAULTS["class_bias"],
+            help="fit a bias per class on the validation split, so decisions follow the class frequencies "
+            "(default: on)",
         )
         parser.add_argument(
             "--label-smoothing",
@@ -72,6 +88,8 @@ class Command(BaseCommand):
             "max_steps": opts["max_steps"],
             "max_examples": opts["max_examples"],
             "class_weights": opts["class_weights"],
+            "class_bias": opts["class_bias"],
+            "soup": opts["soup"],
             "label_smoothing": opts["label_smoothing"],
             "promote": opts["promote"],
         }
