@@ -13,6 +13,14 @@ from apps.core.errors import ServiceError
 from apps.core.models import TrainingJob
 from apps.sentiment.services.training import DEFAULTS, training_job_create_local
 
+# The on/off training options: --NAME / --no-NAME.
+SWITCHES = {
+    "class_weights": "weight the loss by inverse class frequency (a soup has one ingredient of each)",
+    "soup": "average the weights of a class-weighted and an unweighted fine-tune (twice the training time, "
+    "one model's inference cost)",
+    "class_bias": "fit a bias per class on the validation split, so decisions follow the class frequencies",
+}
+
 
 class Command(BaseCommand):
     help = (
@@ -42,26 +50,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-examples", type=int, default=0, help="train on a stratified sample (0: all)"
         )
-        parser.add_argument(
-            "--class-weights",
-            action=argparse.BooleanOptionalAction,
-            default=DEFAULTS["class_weights"],
-            help="weight the loss by inverse class frequency (default: on; a soup has one of each)",
-        )
-        parser.add_argument(
-            "--soup",
-            action=argparse.BooleanOptionalAction,
-            default=DEFAULTS["soup"],
-            help="average the weights of a class-weighted and an unweighted fine-tune (twice the training "
-            "time, one model's inference cost; default: on)",
-        )
-        parser.add_argument(
-            "--class-bias",
-            action=argparse.BooleanOptionalAction,
-            default=DEFAULTS["class_bias"],
-            help="fit a bias per class on the validation split, so decisions follow the class frequencies "
-            "(default: on)",
-        )
+        for name, help_text in SWITCHES.items():
+            parser.add_argument(
+                f"--{name.replace('_', '-')}",
+                action=argparse.BooleanOptionalAction,
+                default=DEFAULTS[name],
+                help=f"{help_text} (default: {'on' if DEFAULTS[name] else 'off'})",
+            )
         parser.add_argument(
             "--label-smoothing",
             type=float,
