@@ -124,6 +124,6 @@ def test_sentiment_train_reports_bad_files_readably(tmp_path: Path) -> None:
 def test_sentiment_train_refuses_switches_that_would_do_nothing(tmp_path: Path) -> None:
     tweets = tmp_path / "tweets.csv"
     tweets.write_text("text,label\nStocks up,1\nStocks down,0\n", encoding="utf-8")
-    with pytest.raises(CommandError, match="no effect on a soup .*--no-soup"):
+    with pytest.raises(CommandError, match=r"no effect on a soup .*--no-soup"):
         call_command("sentiment_train", "--tfns", str(tweets), "--no-class-weights")
     assert not TrainingJob.objects.exists()
