@@ -78,16 +78,15 @@ def _validate(spec: ClassifierSpec) -> tuple[list[str], list[str], list[str]]:
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if len(keep) < 2 * len(names):
         raise InvalidInput(f"too few non-empty examples ({len(keep)}) for {len(names)} classes")
-    _validate_recipe(spec)
+    if len(spec.soup) == 1:
+        raise InvalidInput("a soup needs at least two ingredients")
     for overrides in spec.soup:
         if not isinstance(overrides, dict):
             raise InvalidInput(f"a soup ingredient is a dict of overrides, got {type(overrides).__name__}")
         wrong = set(overrides) - SOUP_KEYS
         if wrong:
             raise InvalidInput(f"a soup ingredient may only change {sorted(SOUP_KEYS)}, not {sorted(wrong)}")
-    if len(spec.soup) == 1:
-        raise InvalidInput("a soup needs at least two ingredients")
-    for ingredient in _ingredients(spec) if spec.soup else ():
+    for ingredient in _ingredients(spec):
         _validate_recipe(ingredient)
     if spec.method not in ("lora", "full"):
         raise InvalidInput(f"method must be 'lora' or 'full', got {spec.method!r}")
@@ -95,7 +94,7 @@ def _validate(spec: ClassifierSpec) -> tuple[list[str], list[str], list[str]]:
 
 
 def _validate_recipe(spec: ClassifierSpec) -> None:
-    """The training recipe's own values (checked for every soup ingredient too)."""
+    """The training recipe's values (of the spec, or of each soup ingredient)."""
     if not isinstance(spec.class_weights, bool):
         raise InvalidInput(f"class_weights must be true or false, got {spec.class_weights!r}")
     if not isinstance(spec.epochs, int) or spec.epochs < 1:
@@ -280,9 +279,21 @@ class _Run:
     tracker: StepTracker
     callbacks: TrainingCallbacks
 
+    @property
+    def val_texts(self) -> list[str]:
+        return [self.texts[i] for i in self.val_idx]
+
+    @property
+    def val_targets(self) -> list[int]:
+        return [self.label_ids[i] for i in self.val_idx]
+
+
+def _steps_per_epoch(spec: ClassifierSpec, n_train: int) -> int:
+    return math.ceil(n_train / spec.batch_size)
+
 
 def _total_steps(spec: ClassifierSpec, n_train: int) -> int:
-    total = math.ceil(n_train / spec.batch_size) * spec.epochs
+    total = _steps_per_epoch(spec, n_train) * spec.epochs
     return min(total, spec.max_steps) if spec.max_steps else total
 
 
@@ -312,11 +323,10 @@ def _fine_tune(spec: ClassifierSpec, run: _Run, final_weights: bool) -> tuple[An
     optimizer = torch.optim.AdamW(params, lr=_learning_rate(spec), weight_decay=spec.weight_decay)
     total = _total_steps(spec, len(run.train_idx))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * total), total)
-    eval_every = max(1, math.ceil(len(run.train_idx) / spec.batch_size) // max(1, spec.evals_per_epoch))
+    eval_every = max(1, _steps_per_epoch(spec, len(run.train_idx)) // max(1, spec.evals_per_epoch))
     if final_weights:
         eval_every = total + 1  # validated once, at the end
-    val_texts = [texts[i] for i in run.val_idx]
-    val_targets = [label_ids[i] for i in run.val_idx]
+    val_texts, val_targets = run.val_texts, run.val_targets
     best: dict[str, Any] = {"f1": -1.0, "state": None, "step": 0}
     bad_evals = 0
     step = 0
@@ -379,8 +389,7 @@ def average_weights(states: list[dict[str, Any]]) -> dict[str, Any]:
     out = {}
     for key, first in states[0].items():
         if first.is_floating_point():
-            out[key] = sum(s[key].float() for s in states[1:]) + first.float()
-            out[key] = (out[key] / len(states)).to(first.dtype)
+            out[key] = (sum(s[key].float() for s in states) / len(states)).to(first.dtype)
         else:
             out[key] = first
     return out
@@ -426,9 +435,8 @@ def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCal
         runs.append({"overrides": overrides, **summary})
     if len(states) > 1:
         model.load_state_dict(average_weights(states))
-    val_texts = [texts[i] for i in val_idx]
-    val_targets = [label_ids[i] for i in val_idx]
-    val_logits = _evaluate(model, tokenizer, val_texts, val_targets, spec.max_length)
+    val_targets = run.val_targets
+    val_logits = _evaluate(model, tokenizer, run.val_texts, val_targets, spec.max_length)
     targets = torch.tensor(val_targets)
     calibration = fit_calibration(val_logits, targets, spec.class_bias)
     val_true = [names[i] for i in val_targets]
