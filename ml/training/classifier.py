@@ -395,6 +395,48 @@ def average_weights(states: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _soup_score(model: Any, tokenizer: Any, run: _Run, spec: ClassifierSpec) -> float:
+    """The validation macro-F1 of the model as it will be calibrated (cross-fitted when a bias is fitted)."""
+    import torch
+
+    targets = torch.tensor(run.val_targets)
+    logits = _evaluate(model, tokenizer, run.val_texts, run.val_targets, spec.max_length)
+    pred = crossfit_predictions(logits, targets, spec.class_bias, spec.seed)
+    return macro_f1([run.names[i] for i in run.val_targets], [run.names[i] for i in pred], run.names)
+
+
+def _greedy_soup(
+    model: Any,
+    tokenizer: Any,
+    states: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    run: _Run,
+    spec: ClassifierSpec,
+) -> None:
+    """Load into `model` the greedy soup of `states` (Wortsman et al. 2022): the ingredients ranked by their own
+    validation score, the best one first, and each next one kept only if the mean of the weights kept so far
+    and its own validates at least as well. A uniform mean of every ingredient can validate below the best
+    ingredient alone; a greedy soup cannot. Each run in `runs` gets its own score and whether it was kept."""
+    for state, summary in zip(states, runs, strict=True):
+        model.load_state_dict(state)
+        summary["val_macro_f1"] = _soup_score(model, tokenizer, run, spec)
+    order = sorted(range(len(states)), key=lambda i: -runs[i]["val_macro_f1"])
+    kept, best = [order[0]], runs[order[0]]["val_macro_f1"]
+    run.callbacks.log(f"soup: ingredient {order[0] + 1} alone validates at macro-F1 {best:.4f}")
+    for i in order[1:]:
+        model.load_state_dict(average_weights([states[j] for j in [*kept, i]]))
+        score = _soup_score(model, tokenizer, run, spec)
+        added = score >= best
+        run.callbacks.log(
+            f"soup: with ingredient {i + 1}, macro-F1 {score:.4f} ({'kept' if added else 'left out'})"
+        )
+        if added:
+            kept, best = [*kept, i], score
+    for i, summary in enumerate(runs):
+        summary["in_soup"] = i in kept
+    model.load_state_dict(average_weights([states[j] for j in kept]))
+
+
 def _ingredients(spec: ClassifierSpec) -> list[ClassifierSpec]:
     return [dataclasses.replace(spec, soup=(), **overrides) for overrides in spec.soup] or [spec]
 
@@ -431,13 +473,14 @@ def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCal
         if spec.soup:
             callbacks.log(f"soup ingredient {number} of {len(ingredients)}: {overrides}")
         tokenizer, model, summary = _fine_tune(ingredient, run, final_weights=bool(spec.soup))
-        states.append(model.state_dict())
+        # Copies: the last ingredient's state would otherwise be overwritten by loading a candidate soup.
+        states.append({key: value.detach().clone() for key, value in model.state_dict().items()})
         runs.append({"overrides": overrides, **summary})
-    if len(states) > 1:
-        model.load_state_dict(average_weights(states))
     val_targets = run.val_targets
-    val_logits = _evaluate(model, tokenizer, run.val_texts, val_targets, spec.max_length)
     targets = torch.tensor(val_targets)
+    if len(states) > 1:
+        _greedy_soup(model, tokenizer, states, runs, run, spec)
+    val_logits = _evaluate(model, tokenizer, run.val_texts, val_targets, spec.max_length)
     calibration = fit_calibration(val_logits, targets, spec.class_bias)
     val_true = [names[i] for i in val_targets]
     raw_pred = [names[i] for i in val_logits.argmax(1).tolist()]

@@ -157,33 +157,51 @@ def test_length_bucketed_batches_cover_every_example_once_and_pad_less():
     assert sorted(tiny[0]) in [sorted(plain_tiny[i : i + 16]) for i in range(0, 72, 16)]
 
 
-def test_a_soup_is_the_mean_of_its_ingredients_weights(tweets, tmp_path):
+def test_a_soup_is_the_mean_of_the_ingredients_it_kept(tweets, tmp_path):
     from safetensors.torch import load_file
 
     base = ClassifierSpec(
         task="t", texts=tweets.texts[:40], labels=tweets.labels[:40], max_steps=2, batch_size=8
     )
     recorder = Recorder()
-    soup = run_training(
-        replace(base, soup=({"class_weights": True}, {"class_weights": False, "learning_rate": 1e-4})),
-        tmp_path / "soup",
-        recorder,
-    )
+    recipes = ({"class_weights": True}, {"class_weights": False, "learning_rate": 1e-4})
+    soup = run_training(replace(base, soup=recipes), tmp_path / "soup", recorder)
     assert [e.step for e in recorder.events] == [1, 2, 3, 4] and recorder.events[-1].total == 4
-    assert [r["overrides"] for r in soup.metrics["soup"]] == [
-        {"class_weights": True},
-        {"class_weights": False, "learning_rate": 1e-4},
+    assert [r["overrides"] for r in soup.metrics["soup"]] == list(recipes)
+    ranked = max(soup.metrics["soup"], key=lambda r: r["val_macro_f1"])
+    assert ranked["in_soup"]  # the best ingredient alone always starts the soup
+    assert any("soup: with ingredient" in line for line in recorder.lines)
+    alone = [
+        run_training(replace(base, **recipe), tmp_path / f"alone{n}", SilentCallbacks())
+        for n, recipe in enumerate(recipes)
     ]
-    one = run_training(replace(base, class_weights=True), tmp_path / "one", SilentCallbacks())
-    two = run_training(
-        replace(base, class_weights=False, learning_rate=1e-4), tmp_path / "two", SilentCallbacks()
-    )
-    weights = [load_file(r.artifact_dir / "model.safetensors") for r in (soup, one, two)]
+    weights = [load_file(r.artifact_dir / "model.safetensors") for r in (soup, *alone)]
     key = "classifier.weight"
     assert not np.allclose(weights[1][key].numpy(), weights[2][key].numpy())
+    kept = [w for w, r in zip(weights[1:], soup.metrics["soup"], strict=True) if r["in_soup"]]
     for name in (key, "bert.encoder.layer.5.output.dense.weight"):
-        mean = (weights[1][name] + weights[2][name]) / 2
+        mean = sum(w[name] for w in kept) / len(kept)
         assert np.allclose(weights[0][name].numpy(), mean.numpy(), atol=1e-6)
+
+
+def test_a_greedy_soup_keeps_an_ingredient_only_if_the_soup_validates_no_worse(monkeypatch):
+    import torch
+
+    from ml.training import classifier
+
+    # A one-weight "model" whose validation score is highest at 2: ingredients at 1, 3, 5 and 2.5.
+    model = torch.nn.Linear(1, 1, bias=False)
+    states = [{"weight": torch.tensor([[w]])} for w in (1.0, 3.0, 5.0, 2.5)]
+    monkeypatch.setattr(classifier, "_soup_score", lambda model, *_: -((model.weight.item() - 2.0) ** 2))
+    runs: list[dict] = [{} for _ in states]
+    run = classifier._Run([], [], [], [], [], None, SilentCallbacks())
+    classifier._greedy_soup(model, None, states, runs, run, ClassifierSpec(task="t", texts=(), labels=()))
+    # 2.5 alone (-0.25) starts; + 1 -> 1.75 (-0.0625) kept; + 3 -> 2.17 (-0.028) kept; + 5 -> 2.875 left out
+    assert [r["in_soup"] for r in runs] == [True, True, False, True]
+    assert [r["val_macro_f1"] for r in runs] == [-1.0, -1.0, -9.0, -0.25]
+    assert model.weight.item() == pytest.approx((1.0 + 3.0 + 2.5) / 3)
+    # the ingredients' own weights are untouched
+    assert [float(s["weight"]) for s in states] == [1.0, 3.0, 5.0, 2.5]
 
 
 @pytest.mark.parametrize(
