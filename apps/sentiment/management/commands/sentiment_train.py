@@ -15,10 +15,9 @@ from apps.sentiment.services.training import DEFAULTS, training_job_create_local
 
 # The on/off training options: --NAME / --no-NAME.
 SWITCHES = {
-    "class_weights": "weight the loss by inverse class frequency (in a soup, one ingredient of four)",
-    "soup": "train four fine-tunes (class-weighted, unweighted, unweighted at 0.7 of the learning rate, unweighted "
-    "with label smoothing 0.1) and keep the greedy weight average that validates best (four times the training "
-    "time, one model's inference cost)",
+    "class_weights": "weight the loss by inverse class frequency (a soup has one ingredient of each)",
+    "soup": "average the weights of a class-weighted and an unweighted fine-tune, if that validates no worse than "
+    "the better one alone (twice the training time, one model's inference cost)",
     "class_bias": "fit a bias per class on the validation split, so decisions follow the class frequencies",
 }
 
