@@ -457,8 +457,8 @@ def _recorded_recipe(spec: ClassifierSpec) -> dict[str, Any]:
 
 def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCallbacks) -> TrainResult:
     """Train, calibrate and save a classifier to `out_dir` (weights, tokenizer, meta.json). With `spec.soup`,
-    one fine-tune per set of overrides, on the same data, split and seed, and the model is the mean of their
-    weights (a "model soup", Wortsman et al. 2022): one model's inference cost."""
+    one fine-tune per set of overrides, on the same data, split and seed, and the model is the mean of the
+    weights of those the greedy soup keeps (a "model soup", Wortsman et al. 2022): one model's inference cost."""
     import torch
 
     texts, labels, names = _validate(spec)
