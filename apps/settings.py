@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from apps.env import env_bool, env_int, env_list, env_str, env_url, load_dotenv
+from apps.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url, load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env")
@@ -190,12 +189,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {
-        "PromptLabelNameEnum": "apps.core.models.PromptLabel.Name",
-        "JobStatusEnum": "apps.core.models.JobStatus",
-        "AlertStatusEnum": "apps.sentiment.models.Alert.Status",
-        "DeliveryStatusEnum": "apps.sentiment.models.Delivery.Status",
-    },
+    # ENUM_NAME_OVERRIDES: filled from the apps' declarations (ContextaApp.api_enums) when core is ready.
+    "ENUM_NAME_OVERRIDES": {},
 }
 
 # --- Celery -------------------------------------------------------------------------------------------
@@ -233,13 +228,7 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {
-    "core-reap-stuck-jobs": {
-        "task": "core.reap_stuck_jobs",
-        "schedule": timedelta(minutes=1),
-        "options": {"expires": 55},
-    },
-}
+# The beat schedule is the apps' declared periodic tasks (ContextaApp.periodic_tasks), set when core is ready.
 CELERY_TASK_ALWAYS_EAGER = False  # tests turn it on for unit tests only; the product always uses workers
 
 QUEUES = ("default", "inference", "training")
@@ -260,6 +249,18 @@ if ML_DEVICE not in {"cpu", "cuda"} and not ML_DEVICE.startswith("cuda:"):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# --- Sentiment ----------------------------------------------------------------------------------------
+# Classifier backend for scoring: auto (int8 ONNX when available, chosen in ml), onnx-int8 or torch-fp32.
+SENTIMENT_BACKEND = env_choice("SENTIMENT_BACKEND", "auto", choices=("auto", "onnx-int8", "torch-fp32"))
+SENTIMENT_ALERT_EVAL_SECONDS = env_int("SENTIMENT_ALERT_EVAL_SECONDS", 300, minimum=10)
+SENTIMENT_DELIVERY_BASE_DELAY = env_int("SENTIMENT_DELIVERY_BASE_DELAY", 30, minimum=1)
+SENTIMENT_DELIVERY_MAX_DELAY = env_int("SENTIMENT_DELIVERY_MAX_DELAY", 3600, minimum=1)
+SENTIMENT_DELIVERY_MAX_ATTEMPTS = env_int("SENTIMENT_DELIVERY_MAX_ATTEMPTS", 8, minimum=1)
+SENTIMENT_DELIVERY_LEASE = env_int("SENTIMENT_DELIVERY_LEASE", 120, minimum=10)
+SENTIMENT_WEBHOOK_TIMEOUT = env_float("SENTIMENT_WEBHOOK_TIMEOUT", 10.0, minimum=0.1)
+# The address people reach the dashboard at, for links in alert e-mails and webhooks.
+SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000", schemes=("http", "https")).rstrip("/")
 
 # --- Mail ---------------------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str(

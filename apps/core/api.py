@@ -295,6 +295,6 @@ class PromptRenderView(APIView):
         if number := data.validated_data.get("version"):
             version = get_object_or_404(PromptVersion, template=template, number=number)
         else:
-            version = prompt_services.prompt_resolve(template_name=name, label=data.validated_data["label"])
+            version = selectors.prompt_resolve(template_name=name, label=data.validated_data["label"])
         text = prompt_services.prompt_preview(version=version, variables=data.validated_data["variables"])
         return Response({"version": version.number, "text": text})

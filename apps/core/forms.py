@@ -14,7 +14,7 @@ class JobStartForm(forms.Form):
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        from apps.core.job_kinds import all_kinds
+        from apps.core.job_registry import all_kinds
 
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.fields["kind"].choices = [(k.name, k.label) for k in all_kinds()]  # type: ignore[attr-defined]

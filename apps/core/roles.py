@@ -1,35 +1,31 @@
-"""Roles are Django groups with real permissions; pages and API endpoints check permissions, not names."""
+"""Roles are Django groups with real permissions; pages and API endpoints check permissions, not names.
+
+Which permissions a role holds is declared by the apps (`ContextaApp.role_permissions`); this module only
+knows the role names and turns the declarations into groups. It imports no models at module level, so app
+declarations can name the roles.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import Group, Permission
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import Permission
 
 ADMIN, AGENT, ANALYST = "admin", "agent", "analyst"
 ROLES = (ADMIN, AGENT, ANALYST)
 
-# app_label.codename; "app_label.*" means every permission of that app.
-ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    ADMIN: ("core.*", "auth.*", "authtoken.*", "support.*", "sentiment.*", "recommender.*"),
-    AGENT: (
-        "core.view_prompttemplate",
-        "core.add_promptversion",
-        "core.view_promptversion",
-        "support.*",
-    ),
-    ANALYST: (
-        "core.view_trainingjob",
-        "core.add_trainingjob",
-        "core.run_trainingjob",
-        "core.view_modelversion",
-        "core.view_prompttemplate",
-        "core.view_promptversion",
-        "sentiment.*",
-        "recommender.*",
-    ),
-}
+
+def role_permissions() -> dict[str, tuple[str, ...]]:
+    """role -> permission specs ("app_label.codename", or "app_label.*"), gathered from the installed apps."""
+    from apps.core.platform import role_permissions as declared
+
+    return declared()
 
 
 def _permissions_for(specs: tuple[str, ...]) -> list[Permission]:
+    from django.contrib.auth.models import Permission
+
     perms: list[Permission] = []
     for spec in specs:
         app_label, _, codename = spec.partition(".")
@@ -41,8 +37,10 @@ def _permissions_for(specs: tuple[str, ...]) -> list[Permission]:
 
 
 def ensure_roles() -> None:
-    """Create the three groups and set their permissions to exactly ROLE_PERMISSIONS (idempotent)."""
-    for role, specs in ROLE_PERMISSIONS.items():
+    """Create the role groups and set their permissions to exactly what the apps declare (idempotent)."""
+    from django.contrib.auth.models import Group
+
+    for role, specs in role_permissions().items():
         group, _ = Group.objects.get_or_create(name=role)
         group.permissions.set(_permissions_for(specs))
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from django.db.models import QuerySet
 
-from apps.core.models import ModelPromotion, ModelVersion, PromptTemplate, TrainingJob
+from apps.core.errors import ServiceError
+from apps.core.models import (
+    ModelPromotion,
+    ModelVersion,
+    PromptLabel,
+    PromptTemplate,
+    PromptVersion,
+    TrainingJob,
+)
 
 
 def jobs_list(*, status: str | None = None, kind: str | None = None) -> QuerySet[TrainingJob]:
@@ -30,3 +40,23 @@ def promotions(task: str | None = None) -> QuerySet[ModelPromotion]:
 
 def prompt_templates() -> QuerySet[PromptTemplate]:
     return PromptTemplate.objects.prefetch_related("labels__version", "labels__split_version")
+
+
+def active_version(task: str) -> ModelVersion | None:
+    """The version of `task` that serves now, or None before the first promotion."""
+    return ModelVersion.objects.filter(task=task, is_active=True).first()
+
+
+def prompt_resolve(*, template_name: str, label: str = "production", key: str = "") -> PromptVersion:
+    """The version a request with `key` (a conversation id, say) gets; the same key always gets the same one."""
+    obj = (
+        PromptLabel.objects.select_related("version", "split_version")
+        .filter(template__name=template_name, name=label)
+        .first()
+    )
+    if obj is None:
+        raise ServiceError(f"no label {label!r} on template {template_name!r}")
+    if obj.split_version is None or obj.split_percent == 0:
+        return obj.version
+    bucket = int(hashlib.sha256(f"{template_name}:{key}".encode()).hexdigest()[:8], 16) % 100
+    return obj.split_version if bucket < obj.split_percent else obj.version

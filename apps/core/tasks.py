@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
 
 from celery import shared_task
 from django.conf import settings
@@ -21,26 +20,13 @@ logger = logging.getLogger(__name__)
     soft_time_limit=settings.TRAINING_TIME_LIMIT - 30,
 )
 def run_job(job_id: int) -> None:
-    from apps.core.job_kinds import JobReporter, get_kind
-    from ml.errors import Cancelled, MLError
+    from apps.core.job_reporter import JobReporter
 
     job = job_services.job_claim(job_id=job_id)
     if job is None:
         logger.info("job %s is not claimable (finished, cancelled or held by a live worker)", job_id)
         return
-    reporter = JobReporter(job)
-    try:
-        outcome = get_kind(job.kind).run(job, reporter)
-    except Cancelled as exc:
-        job_services.job_mark_cancelled(job=job, reason=str(exc))
-    except MLError as exc:
-        job_services.job_fail(job=job, reason=str(exc))
-    except Exception as exc:
-        logger.exception("job %s crashed", job_id)
-        tail = traceback.format_exc(limit=3)
-        job_services.job_fail(job=job, reason=f"{type(exc).__name__}: {exc}\n{tail}")
-    else:
-        job_services.job_succeed(job=job, metrics=outcome.metrics, result=outcome.result)
+    job_services.job_run(job=job, reporter=JobReporter(job))
 
 
 @shared_task(name="core.reap_stuck_jobs", acks_late=True, ignore_result=True)

@@ -1,10 +1,7 @@
 """Thin Celery tasks of the sentiment app: take ids, call a service.
 
-Periodic work: `sentiment.poll_due_feeds` runs every FEED_SCAN_SECONDS from beat, `sentiment.score_stragglers`
-every STRAGGLER_SECONDS. The entries are added with
-`app.add_periodic_task` when this module is imported (SentimentConfig.ready imports it, and Celery's Django
-fix-up sets Django up in the beat process before the scheduler reads `beat_schedule`), because the project
-settings module is not this app's to edit.
+Periodic entries (feed polling, stragglers, alert evaluation, the delivery sweeper) are declared on
+SentimentConfig.periodic_tasks; beat fans out one task per due row with `expires`.
 """
 
 from __future__ import annotations
@@ -14,14 +11,14 @@ import logging
 from celery import shared_task
 from django.db import OperationalError
 
-from apps.celery import app
+from apps.sentiment.services import alerts as alert_services
+from apps.sentiment.services import delivery as delivery_services
 from apps.sentiment.services import feeds, scoring
 
 logger = logging.getLogger(__name__)
 
-FEED_SCAN_SECONDS = 60.0
 POLL_EXPIRES_SECONDS = 300
-STRAGGLER_SECONDS = 600.0
+DELIVERY_EXPIRES_SECONDS = 120
 
 
 @shared_task(name="sentiment.poll_due_feeds", acks_late=True, ignore_result=True)
@@ -80,12 +77,25 @@ def score_stragglers() -> int:
     return len(ids)
 
 
-app.add_periodic_task(
-    FEED_SCAN_SECONDS, poll_due_feeds.s(), name="sentiment-poll-feeds", expires=FEED_SCAN_SECONDS - 5
-)
-app.add_periodic_task(
-    STRAGGLER_SECONDS, score_stragglers.s(), name="sentiment-score-stragglers", expires=STRAGGLER_SECONDS - 5
-)
+@shared_task(name="sentiment.alerts_evaluate", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def evaluate_alerts(
+    entity_ids: list[int] | None = None, topic_ids: list[int] | None = None, rule_ids: list[int] | None = None
+) -> dict[str, int]:
+    summary = alert_services.alerts_evaluate(entity_ids=entity_ids, topic_ids=topic_ids, rule_ids=rule_ids)
+    if summary.fired or summary.resolved:
+        logger.info("alerts: %s", summary.as_dict())
+    return summary.as_dict()
 
-# The alerting half's tasks (evaluation, delivery, the delivery sweeper) and their beat entries.
-from apps.sentiment.alert_tasks import evaluate_alerts, send_delivery, sweep_deliveries  # noqa: E402, F401
+
+@shared_task(name="sentiment.delivery_send", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def send_delivery(delivery_id: int) -> str | None:
+    delivery = delivery_services.delivery_send(delivery_id=delivery_id)
+    return None if delivery is None else delivery.status
+
+
+@shared_task(name="sentiment.deliveries_sweep", acks_late=True, ignore_result=True)
+def sweep_deliveries() -> int:
+    due = delivery_services.deliveries_due()
+    for pk in due:
+        send_delivery.apply_async((pk,), expires=DELIVERY_EXPIRES_SECONDS)
+    return len(due)

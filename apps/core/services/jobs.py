@@ -1,12 +1,13 @@
-"""Training jobs: create, claim (compare-and-set), progress, cancel, finish, and reap stuck ones."""
+"""Training jobs: create, claim (compare-and-set), run, progress, cancel, finish, and reap stuck ones."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import traceback
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
@@ -16,6 +17,9 @@ from django.utils import timezone
 
 from apps.core.errors import ServiceError
 from apps.core.models import JobStatus, TrainingJob
+
+if TYPE_CHECKING:
+    from apps.core.job_reporter import JobReporter
 
 logger = logging.getLogger(__name__)
 LOG_TAIL_CHARS = 8000
@@ -27,10 +31,9 @@ def worker_identity() -> str:
 
 def job_create(*, kind: str, params: dict[str, Any], user: User | AnonymousUser | None) -> TrainingJob:
     """Validate the parameters for `kind`, store a PENDING job and enqueue it once the row is committed."""
-    from apps.core.job_kinds import get_kind
+    from apps.core.job_registry import get_kind
 
-    job_kind = get_kind(kind)
-    clean = job_kind.validate(params)
+    clean = get_kind(kind).validate(params)
     creator = user if isinstance(user, User) else None
     with transaction.atomic():
         job = TrainingJob.objects.create(kind=kind, params=clean, created_by=creator)
@@ -38,8 +41,64 @@ def job_create(*, kind: str, params: dict[str, Any], user: User | AnonymousUser 
     return job
 
 
+def job_create_local(
+    *, kind: str, params: dict[str, Any], user: User | AnonymousUser | None = None, trusted: bool = False
+) -> TrainingJob:
+    """A job row for a command to run in this process (`job_run_local`): validated like any job, never queued.
+
+    `trusted` is for the command line, whose user owns the machine: a kind may then accept what it refuses
+    over the web (file paths outside DATA_DIR, for one).
+    """
+    from apps.core.job_registry import get_kind
+
+    clean = get_kind(kind).validate(params, trusted=trusted)
+    creator = user if isinstance(user, User) else None
+    return TrainingJob.objects.create(kind=kind, params=clean, created_by=creator)
+
+
+def job_run(*, job: TrainingJob, reporter: JobReporter) -> TrainingJob:
+    """Run a claimed job's kind and finish its row; the one place a job's end is decided.
+
+    - success: SUCCEEDED with the kind's metrics and result;
+    - cancellation between steps: CANCELLED;
+    - an expected failure (ServiceError, MLError): FAILED with the message as the reason, no traceback;
+    - anything else is a crash: FAILED with the exception as the reason, the traceback in the job's log
+      (staff read it there) and in the worker's log.
+    """
+    from apps.core.job_registry import get_kind
+    from ml.errors import Cancelled, MLError
+
+    try:
+        outcome = get_kind(job.kind).runner()(job, reporter)
+    except Cancelled as exc:
+        job_mark_cancelled(job=job, reason=str(exc))
+    except (ServiceError, MLError) as exc:
+        job_fail(job=job, reason=str(exc))
+    except Exception as exc:
+        logger.exception("job %s crashed", job.pk)
+        job_log(job=job, line="crashed:\n" + traceback.format_exc(limit=12))
+        job_fail(job=job, reason=f"{type(exc).__name__}: {exc}")
+    else:
+        job_succeed(job=job, metrics=outcome.metrics, result=outcome.result)
+    return job
+
+
+def job_run_local(*, job: TrainingJob) -> TrainingJob:
+    """Claim and run `job` in this process with a terminal progress bar (management commands)."""
+    from apps.core.job_reporter import CliReporter
+
+    claimed = job_claim(job_id=job.pk)
+    if claimed is None:
+        raise ServiceError(f"job #{job.pk} could not be claimed (it is finished or held by a worker)")
+    try:
+        return job_run(job=claimed, reporter=CliReporter(claimed))
+    except KeyboardInterrupt:
+        job_fail(job=claimed, reason="interrupted on the command line")
+        raise
+
+
 def job_enqueue(*, job: TrainingJob) -> None:
-    from apps.core.job_kinds import get_kind
+    from apps.core.job_registry import get_kind
     from apps.core.tasks import run_job
 
     queue = get_kind(job.kind).queue

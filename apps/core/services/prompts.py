@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
@@ -87,21 +86,6 @@ def prompt_label_move(
     obj.save(update_fields=["version", "split_version", "split_percent", "updated_by", "updated_at"])
     event.save()
     return obj
-
-
-def prompt_resolve(*, template_name: str, label: str = "production", key: str = "") -> PromptVersion:
-    """The version a request with `key` (a conversation id, say) gets; the same key always gets the same one."""
-    obj = (
-        PromptLabel.objects.select_related("version", "split_version")
-        .filter(template__name=template_name, name=label)
-        .first()
-    )
-    if obj is None:
-        raise ServiceError(f"no label {label!r} on template {template_name!r}")
-    if obj.split_version is None or obj.split_percent == 0:
-        return obj.version
-    bucket = int(hashlib.sha256(f"{template_name}:{key}".encode()).hexdigest()[:8], 16) % 100
-    return obj.split_version if bucket < obj.split_percent else obj.version
 
 
 def prompt_diff(*, old: PromptVersion, new: PromptVersion) -> list[str]:

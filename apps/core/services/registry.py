@@ -75,9 +75,5 @@ def model_version_rollback(*, task: str, user: User | AnonymousUser | None) -> M
     return model_version_promote(version=last.previous, user=user, action="rollback")
 
 
-def active_version(task: str) -> ModelVersion | None:
-    return ModelVersion.objects.filter(task=task, is_active=True).first()
-
-
 def version_summary(version: ModelVersion) -> dict[str, Any]:
     return {"task": version.task, "version": version.version, "metrics": version.metrics}

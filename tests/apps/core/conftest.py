@@ -4,21 +4,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rest_framework import serializers
 
-from apps.core.job_kinds import _KINDS, JobKind, JobOutcome, register_kind
+from apps.core.job_params import JobParams
+from apps.core.job_registry import JobKind, JobOutcome, override_kinds
 from ml.training.runner import StepTracker
 
 
-def _validate_steps(params: dict[str, Any]) -> dict[str, Any]:
-    from apps.core.errors import ServiceError
-
-    steps = params.get("steps", 3)
-    if not isinstance(steps, int) or not 1 <= steps <= 100:
-        raise ServiceError("steps must be an integer from 1 to 100", field="steps")
-    return {"steps": steps, "cancel_at": params.get("cancel_at")}
+class StepsParams(JobParams):
+    steps = serializers.IntegerField(min_value=1, max_value=100, default=3)
+    cancel_at = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None)
 
 
-def _run_steps(job: Any, reporter: Any) -> JobOutcome:
+def run_steps(job: Any, reporter: Any) -> JobOutcome:
     """Counts steps through the real reporter; asks for cancellation at `cancel_at` like a user would."""
     from apps.core.services.jobs import job_cancel
 
@@ -31,9 +29,17 @@ def _run_steps(job: Any, reporter: Any) -> JobOutcome:
     return JobOutcome(metrics={"steps": tracker.step}, result={"done": True})
 
 
+COUNT_STEPS = JobKind(
+    name="count_steps",
+    label="Count steps",
+    queue="default",
+    params=f"{__name__}.StepsParams",
+    run=f"{__name__}.run_steps",
+)
+
+
 @pytest.fixture
 def counting_kind() -> Iterator[str]:
     """A job kind that exercises the job machinery without a model (the real kinds have their own tests)."""
-    register_kind(JobKind("count_steps", "Count steps", "default", _validate_steps, _run_steps))
-    yield "count_steps"
-    _KINDS.pop("count_steps", None)
+    with override_kinds(COUNT_STEPS):
+        yield COUNT_STEPS.name

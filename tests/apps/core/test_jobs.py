@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from apps.core.errors import ServiceError
+from apps.core.job_registry import JobKind, all_kinds, override_kinds
 from apps.core.models import JobStatus, TrainingJob
 from apps.core.services import jobs as job_services
 from apps.core.tasks import reap_stuck_jobs, run_job
@@ -26,7 +27,7 @@ def test_job_runs_to_success_with_progress(counting_kind, django_capture_on_comm
 
 
 def test_invalid_params_are_refused_and_nothing_is_saved(counting_kind):
-    with pytest.raises(ServiceError, match="steps must be an integer"):
+    with pytest.raises(ServiceError, match="steps must be an integer, got 'many'"):
         job_services.job_create(kind=counting_kind, params={"steps": "many"}, user=None)
     with pytest.raises(ServiceError, match="unknown job kind"):
         job_services.job_create(kind="nope", params={}, user=None)
@@ -107,41 +108,73 @@ def test_redelivered_message_reclaims_a_stale_job(counting_kind, settings):
     assert job.status == JobStatus.SUCCEEDED and job.attempts == 2
 
 
-def test_a_crashing_job_is_failed_with_the_error(settings):
-    from apps.core.job_kinds import _KINDS, JobKind, register_kind
+def _raise(exc: BaseException) -> None:
+    raise exc
 
-    def boom(job, reporter):
-        raise RuntimeError("disk full")
 
-    register_kind(JobKind("boom", "Boom", "default", lambda p: p, boom))
-    try:
+def boom_crash(job, reporter):
+    _raise(RuntimeError("disk full"))
+
+
+def boom_expected(job, reporter):
+    raise ServiceError("there is no active model to re-score with")
+
+
+def boom_ml(job, reporter):
+    from ml.errors import InvalidInput
+
+    raise InvalidInput("the data set has one class")
+
+
+def _kind(name: str, run: str) -> JobKind:
+    return JobKind(
+        name=name, label=name, queue="default", params="tests.apps.core.conftest.StepsParams", run=run
+    )
+
+
+def test_a_crashing_job_fails_with_a_readable_reason_and_keeps_the_traceback_in_its_log():
+    with override_kinds(_kind("boom", f"{__name__}.boom_crash")):
         job = job_services.job_create(kind="boom", params={}, user=None)
         run_job(job.pk)
-    finally:
-        _KINDS.pop("boom")
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
-    assert "RuntimeError: disk full" in job.error
+    assert job.error == "RuntimeError: disk full"
+    assert "Traceback (most recent call last)" in job.log_tail and "_raise" in job.log_tail
 
 
-@pytest.mark.slow
-def test_text_classifier_job_trains_and_registers_a_model(django_capture_on_commit_callbacks):
-    with django_capture_on_commit_callbacks(execute=True):
-        job = job_services.job_create(
-            kind="text_classifier",
-            params={"dataset": "tfns", "method": "lora", "max_examples": 60, "max_steps": 3},
-            user=None,
-        )
+@pytest.mark.parametrize(
+    ("run", "reason"),
+    [
+        ("boom_expected", "there is no active model to re-score with"),
+        ("boom_ml", "the data set has one class"),
+    ],
+)
+def test_an_expected_failure_fails_with_its_message_and_no_traceback(run, reason):
+    with override_kinds(_kind("expected", f"{__name__}.{run}")):
+        job = job_services.job_create(kind="expected", params={}, user=None)
+        run_job(job.pk)
     job.refresh_from_db()
-    assert job.status == JobStatus.SUCCEEDED, job.error
-    assert job.total_steps == 3 and job.step == 3
-    from apps.core.models import ModelVersion
+    assert job.status == JobStatus.FAILED and job.error == reason
+    assert "Traceback" not in job.log_tail
 
-    version = ModelVersion.objects.get(pk=job.result["model_version_id"])
-    assert version.is_active  # the first version of a task becomes active
-    assert version.meta["labels"] == ["negative", "neutral", "positive"]
-    assert len(version.meta["data"]["twitter_financial_news_sentiment/sent_train.csv"]) == 64
-    assert "val_accuracy" in version.metrics
+
+def test_the_command_line_and_the_worker_end_a_job_the_same_way():
+    from django.core.management import CommandError, call_command
+
+    with override_kinds(_kind("boom", f"{__name__}.boom_crash")):
+        with pytest.raises(CommandError, match="failed: RuntimeError: disk full"):
+            call_command("run_job", "boom")
+    job = TrainingJob.objects.get(kind="boom")
+    assert job.status == JobStatus.FAILED and job.error == "RuntimeError: disk full"
+    assert "Traceback" in job.log_tail
+
+
+def test_override_kinds_is_undone_after_the_block():
+    with override_kinds(_kind("boom", f"{__name__}.boom_crash")):
+        assert "boom" in {k.name for k in all_kinds()}
+    assert "boom" not in {k.name for k in all_kinds()}
+    with pytest.raises(ServiceError, match="unknown job kind 'boom'"):
+        job_services.job_create(kind="boom", params={}, user=None)
 
 
 def test_run_job_command_runs_in_process_and_records_the_row(counting_kind, capsys):
@@ -159,7 +192,7 @@ def test_run_job_command_runs_in_process_and_records_the_row(counting_kind, caps
 def test_run_job_command_rejects_bad_params(counting_kind):
     from django.core.management import CommandError, call_command
 
-    with pytest.raises(CommandError, match="steps must be an integer"):
+    with pytest.raises(CommandError, match="steps must be between 1 and 100, got 0"):
         call_command("run_job", counting_kind, "--params", '{"steps": 0}')
     with pytest.raises(CommandError, match="must be a JSON object"):
         call_command("run_job", counting_kind, "--params", "[1]")

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 
 from apps.core.errors import ServiceError
 from apps.core.models import PromptVersion
+from apps.core import selectors
 from apps.core.services import prompts as svc
 
 pytestmark = pytest.mark.django_db
@@ -30,13 +31,13 @@ def test_versions_are_immutable(template):
 def test_edit_creates_a_version_and_labels_stay_until_moved(template):
     v2 = svc.prompt_version_create(template=template, body=BODY + "\nBe brief.", note="shorter", user=None)
     assert v2.number == 2
-    assert svc.prompt_resolve(template_name="support-answer").number == 1
+    assert selectors.prompt_resolve(template_name="support-answer").number == 1
     svc.prompt_label_move(template=template, label="production", version=v2, user=None)
-    assert svc.prompt_resolve(template_name="support-answer").number == 2
+    assert selectors.prompt_resolve(template_name="support-answer").number == 2
     # roll back = move the label to the old version
     v1 = template.versions.get(number=1)
     svc.prompt_label_move(template=template, label="production", version=v1, user=None)
-    assert svc.prompt_resolve(template_name="support-answer").number == 1
+    assert selectors.prompt_resolve(template_name="support-answer").number == 1
     label = template.labels.get(name="production")
     assert [(e.from_version.number, e.to_version.number) for e in label.events.all()] == [(2, 1), (1, 2)]
 
@@ -84,11 +85,14 @@ def test_traffic_split_is_stable_per_key_and_near_the_percentage(template):
     svc.prompt_label_move(
         template=template, label="production", version=v1, split_version=v2, split_percent=30, user=None
     )
-    picks = [svc.prompt_resolve(template_name="support-answer", key=f"conv-{i}").number for i in range(2000)]
+    picks = [
+        selectors.prompt_resolve(template_name="support-answer", key=f"conv-{i}").number for i in range(2000)
+    ]
     share = picks.count(2) / len(picks)
     assert 0.25 < share < 0.35
     assert all(
-        svc.prompt_resolve(template_name="support-answer", key="conv-7").number == picks[7] for _ in range(5)
+        selectors.prompt_resolve(template_name="support-answer", key="conv-7").number == picks[7]
+        for _ in range(5)
     )
 
 

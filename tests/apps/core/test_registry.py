@@ -6,8 +6,8 @@ import pytest
 
 from apps.core.errors import ServiceError
 from apps.core.models import ModelPromotion, ModelVersion
+from apps.core.selectors import active_version
 from apps.core.services.registry import (
-    active_version,
     model_version_promote,
     model_version_register,
     model_version_rollback,
