@@ -250,6 +250,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# --- Processes (run_suite, bootstrap) --------------------------------------------------------------------
+BIND = env_str("BIND", "127.0.0.1:8000")
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, minimum=1)
+# The first admin, created by `bootstrap` when there is no superuser; without a password one is generated
+# and printed once.
+CONTEXTA_ADMIN_USER = env_str("CONTEXTA_ADMIN_USER", "admin")
+CONTEXTA_ADMIN_EMAIL = env_str("CONTEXTA_ADMIN_EMAIL", "admin@localhost")
+CONTEXTA_ADMIN_PASSWORD = env_str("CONTEXTA_ADMIN_PASSWORD", "")
+if CONTEXTA_ADMIN_PASSWORD and len(CONTEXTA_ADMIN_PASSWORD) < 8:
+    raise ImproperlyConfigured("CONTEXTA_ADMIN_PASSWORD must be at least 8 characters")
+
 # --- Sentiment ----------------------------------------------------------------------------------------
 # Classifier backend for scoring: auto (int8 ONNX when available, chosen in ml), onnx-int8 or torch-fp32.
 SENTIMENT_BACKEND = env_choice("SENTIMENT_BACKEND", "auto", choices=("auto", "onnx-int8", "torch-fp32"))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from apps.env import env_choice, env_float
+
 ROOT = Path(__file__).resolve().parents[3]
 PROD = {
     "DJANGO_DEBUG": "0",
@@ -39,6 +41,8 @@ def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
         ({"REDIS_URL": "http://cache"}, "REDIS_URL"),
         ({"CELERY_TASK_TIME_LIMIT": "ten"}, "CELERY_TASK_TIME_LIMIT"),
         ({"ML_DEVICE": "tpu"}, "ML_DEVICE"),
+        ({"CONTEXTA_ADMIN_PASSWORD": "short"}, "CONTEXTA_ADMIN_PASSWORD"),
+        ({"SENTIMENT_BACKEND": "gpu-magic"}, "SENTIMENT_BACKEND"),
     ],
 )
 def test_bad_environment_stops_the_process_naming_the_variable(tmp_path, env, named):
@@ -57,3 +61,40 @@ def test_no_eager_celery_outside_tests(tmp_path):
     code = "from django.conf import settings; print(settings.CELERY_TASK_ALWAYS_EAGER)"
     result = _manage(tmp_path, "shell", "-c", code)
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.parametrize(
+    ("reader", "raw", "message"),
+    [
+        (lambda: env_float("X_FLOAT", 1.0, minimum=0.1), "nan", "X_FLOAT must be >= 0.1"),
+        (lambda: env_float("X_FLOAT", 1.0, minimum=0.1), "fast", "X_FLOAT must be a number"),
+        (lambda: env_choice("X_CHOICE", "a", choices=("a", "b")), "c", "X_CHOICE must be one of a, b"),
+    ],
+)
+def test_typed_readers_name_the_variable_and_what_it_takes(monkeypatch, reader, raw, message):
+    from django.core.exceptions import ImproperlyConfigured
+
+    monkeypatch.setenv(message.split()[0], raw)
+    with pytest.raises(ImproperlyConfigured, match=message):
+        reader()
+
+
+def test_typed_readers_return_defaults_and_parse_values(monkeypatch):
+    assert env_float("X_FLOAT", 2.5) == 2.5
+    monkeypatch.setenv("X_FLOAT", "0.25")
+    assert env_float("X_FLOAT", 2.5) == 0.25
+    assert env_choice("X_CHOICE", "b", choices=("a", "b")) == "b"
+
+
+def test_apps_read_settings_only_through_the_settings_module():
+    """Every setting is read once, typed, in apps/settings.py: no module reads the environment itself."""
+    allowed = {"settings.py", "env.py", "celery.py", "wsgi.py", "asgi.py"}  # the last three set the module
+    offenders = []
+    for path in (ROOT / "apps").rglob("*.py"):
+        if "migrations" in path.parts or (path.parent == ROOT / "apps" and path.name in allowed):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for needle in ("os.environ", "os.getenv", "getattr(settings"):
+            if needle in text:
+                offenders.append(f"{path.relative_to(ROOT)}: {needle}")
+    assert offenders == []

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from apps.core.roles import ADMIN, ensure_roles
 
@@ -21,13 +21,9 @@ class Command(BaseCommand):
         User = get_user_model()
         if User.objects.filter(is_superuser=True).exists():
             return
-        username = os.environ.get("CONTEXTA_ADMIN_USER", "admin")
-        email = os.environ.get("CONTEXTA_ADMIN_EMAIL", "admin@localhost")
-        password = os.environ.get("CONTEXTA_ADMIN_PASSWORD")
-        generated = password is None
-        if password is not None and len(password) < 8:
-            raise CommandError("CONTEXTA_ADMIN_PASSWORD must be at least 8 characters")
-        password = password or secrets.token_urlsafe(12)
+        username, email = settings.CONTEXTA_ADMIN_USER, settings.CONTEXTA_ADMIN_EMAIL
+        generated = not settings.CONTEXTA_ADMIN_PASSWORD
+        password = settings.CONTEXTA_ADMIN_PASSWORD or secrets.token_urlsafe(12)
         user = User.objects.create_superuser(username=username, email=email, password=password)
         user.groups.add(Group.objects.get(name=ADMIN))
         self.stdout.write(self.style.SUCCESS(f"Created the first admin {username!r}."))

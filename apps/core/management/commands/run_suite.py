@@ -64,8 +64,8 @@ class Command(BaseCommand):
     help = "Run web, the default/inference/training workers and beat until Ctrl-C."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--bind", default=os.environ.get("BIND", "127.0.0.1:8000"))
-        parser.add_argument("--web-workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+        parser.add_argument("--bind", default=settings.BIND)
+        parser.add_argument("--web-workers", type=int, default=settings.WEB_CONCURRENCY)
         parser.add_argument("--grace", type=float, default=20.0, help="seconds to wait before SIGKILL")
 
     def handle(self, *args: Any, **options: Any) -> None:
