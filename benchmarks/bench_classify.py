@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ml.datasets import load_tfns, stratified_sample
+from ml.api import load_tfns, stratified_sample
 
 SEED = 0
 PIPELINE_BATCH = 32
@@ -31,10 +31,8 @@ CACHE_DIR = Path(__file__).resolve().parent.parent / "var" / "bench"
 
 def _classifier(data_dir: Path, quick: bool) -> Path:
     """Train (or reuse from var/bench) the sentiment classifier the benchmark measures."""
-    from ml.artifacts import read_meta
+    from ml.api import ClassifierSpec, SilentCallbacks, read_meta, train_classifier
     from ml.errors import ArtifactError
-    from ml.training.classifier import ClassifierSpec, train_classifier
-    from ml.training.runner import SilentCallbacks
 
     train = stratified_sample(
         load_tfns(data_dir / "twitter_financial_news_sentiment" / "sent_train.csv"),
@@ -60,7 +58,9 @@ def _classifier(data_dir: Path, quick: bool) -> Path:
         read_meta(out)
         return out
     except ArtifactError:
-        train_classifier(spec, out, SilentCallbacks())
+        train_classifier(
+            spec, out, SilentCallbacks(), backend="torch"
+        )  # the real model, whatever ML_BACKEND says
         return out
 
 
@@ -81,8 +81,7 @@ def run(data_dir: Path, quick: bool = False, classifier_dir: str | None = None) 
     """Throughput ratio against the transformers pipeline and accuracy of both on sent_valid.csv."""
     from transformers import pipeline
 
-    from ml.api import classifier, classify
-    from ml.metrics import accuracy, macro_f1
+    from ml.api import accuracy, classifier, classify, macro_f1
 
     model_dir = Path(classifier_dir) if classifier_dir else _classifier(data_dir, quick)
     valid = load_tfns(data_dir / "twitter_financial_news_sentiment" / "sent_valid.csv")

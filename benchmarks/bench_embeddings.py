@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.datasets import load_banking77, load_tfns
+from ml.api import load_banking77, load_tfns
 
 SEED = 0
 BASELINE_BATCH = 32
@@ -77,7 +77,7 @@ def run(data_dir: Path, quick: bool = False) -> dict[str, Any]:
     """Throughput ratios against sentence-transformers, int8 quality, and the stored gate."""
     from sentence_transformers import SentenceTransformer
 
-    from ml.api import _default_embed_backend, embed, embedder
+    from ml.api import choose_backend, embed, embedder
     from ml.config import load_config
     from ml.embeddings.quality import compare, gate_path, read_gate, write_gate
     from ml.packaged import resolve_model
@@ -135,7 +135,7 @@ def run(data_dir: Path, quick: bool = False) -> dict[str, Any]:
         "int8_gate_reason": report.reason,
         "gate_file": str(gate_path(cfg.model_store, model_path)),
         "gate_written": gate_written,
-        "auto_backend_now": _default_embed_backend(model_path),
+        "auto_backend_now": choose_backend("embedding", model=model_path),
         "padding_share_batch32": {  # int8 sorts by tokens; torch-fp32 and sentence-transformers by characters
             how: round(_padding_share(tokenizer, texts, 32, window, how), 3)
             for how in ("tokens", "characters", "input")

@@ -59,7 +59,8 @@ def _baseline(gen: Any, text: str) -> dict[str, Any]:
     """Plain fp32 `model.generate()` greedy on the same prompt ids; TTFT is a 1-token generate call."""
     import torch
 
-    from ml.generation import GenerationRequest, validate_request
+    from ml.api import GenerationRequest
+    from ml.generation import validate_request  # the baseline reuses the backend's own prompt ids
 
     req = validate_request(GenerationRequest(messages=tuple(_messages(text)), max_new_tokens=NEW_TOKENS))
     ids = torch.tensor([gen.prompt_ids(req)], device=gen.model.device)
@@ -85,7 +86,7 @@ def _baseline(gen: Any, text: str) -> dict[str, Any]:
 
 
 def _ours(gen: Any, text: str) -> dict[str, Any]:
-    from ml.generation import GenerationRequest
+    from ml.api import GenerationRequest
 
     result = gen.generate(GenerationRequest(messages=tuple(_messages(text)), max_new_tokens=NEW_TOKENS))
     return {
@@ -125,9 +126,10 @@ def run(
 ) -> dict[str, Any]:
     """Measure the local generator per variant against a plain fp32 `model.generate()` baseline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from ml.generation import GENERATORS
-    from ml.generation import gguf as _gguf  # registers "llama-cpp"
-    from ml.generation import local as _local  # noqa: F401  (registers "local")
+    from ml.generation import (  # the backends themselves, with settings ml.api does not expose
+        GENERATORS,
+        gguf,
+    )
 
     prompts = support_prompts(data_dir or _data_dir(), 3 if quick else 8)
     load_start = os.getloadavg()[0]  # other work on the machine slows decoding a lot: record it
@@ -165,7 +167,7 @@ def run(
         )
         results[label] = summary
     if "llama-cpp" in gens:
-        agreement = _gguf.next_token_agreement(reference_gen, gens["llama-cpp"].settings.path, prompts)
+        agreement = gguf.next_token_agreement(reference_gen, gens["llama-cpp"].settings.path, prompts)
         results["llama-cpp"]["next_token_agreement"] = round(agreement.rate, 4)
         results["llama-cpp"]["agreement_positions"] = agreement.positions
         results["llama-cpp"]["min_first_logit_correlation"] = round(agreement.min_first_logit_correlation, 4)

@@ -32,9 +32,8 @@ api.embed(["warm up the embedder"])
 clf = sys.argv[1]
 if clf:
     api.classify(clf, ["warm up the classifier"], backend=sys.argv[2])
-from ml.generation import GenerationRequest
 gen = api.generator()
-gen.generate(GenerationRequest(messages=[{"role": "user", "content": "Say hello."}], max_new_tokens=8))
+gen.generate(api.GenerationRequest(messages=[{"role": "user", "content": "Say hello."}], max_new_tokens=8))
 peak = kib("VmHWM")
 print(json.dumps({"peak_rss_mib": peak / 1024, "python_baseline_mib": base / 1024, "generator": gen.name}))
 """

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.datasets import load_banking77, load_phrasebank, load_tfns
+from ml.api import load_banking77, load_phrasebank, load_tfns, recall_at_k
 from ml.search.vector import DEFAULT_EXACT_THRESHOLD, VectorIndex
 
 K = 10
@@ -113,9 +113,9 @@ def _latency(
 
 
 def _recall(found: list[list[str]], truth: list[list[str]]) -> float:
-    return round(
-        float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)])), 4
-    )
+    """Recall@k of `found` against the exact top k (`truth`), k being the length of the lists."""
+    k = max((len(t) for t in truth), default=1)
+    return round(recall_at_k(found, [set(t) for t in truth], k), 4)
 
 
 def _sweep(

@@ -83,8 +83,8 @@ def _artifact(store: Path) -> tuple[Path, str]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from apps.sentiment.services.training import TEXT_PREPROCESS
-    from ml.artifacts import ArtifactMeta, write_meta
-    from ml.packaged import MINILM, minilm_path
+    from ml.api import ArtifactMeta, write_meta
+    from ml.packaged import MINILM, minilm_path  # the raw packaged weights, to build an untrained head
 
     labels = ("negative", "neutral", "positive")
     out = store / "sentiment" / "bench"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import subprocess
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ml.errors import ArtifactError
+from ml.errors import ArtifactError, InvalidInput
 
 META_FILE = "meta.json"
 FORMAT_VERSION = 1
@@ -84,9 +86,13 @@ def write_meta(directory: Path, meta: ArtifactMeta) -> Path:
     if not meta.code_version:
         meta = ArtifactMeta(**{**meta.__dict__, "code_version": code_version()})
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (META_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta.to_json(), indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(directory / META_FILE)
+    # A name of its own per writer, so two processes updating one artifact never share a half-written file.
+    tmp = directory / f"{META_FILE}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    try:
+        tmp.write_text(json.dumps(meta.to_json(), indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(directory / META_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
     return directory / META_FILE
 
 
@@ -111,6 +117,46 @@ def read_meta(directory: Path | str) -> ArtifactMeta:
     fields = {k: v for k, v in raw.items() if k in known}
     fields["labels"] = tuple(raw.get("labels") or ())
     return ArtifactMeta(**fields)
+
+
+_TEXT_FIELDS = ("task", "kind", "base_model", "code_version", "created_at")
+_DICT_FIELDS = ("data", "hyperparameters", "metrics")
+
+
+def _checked_field(name: str, value: object) -> object:
+    """`value` as meta.json may hold it under `name`; anything else raises InvalidInput."""
+    if name in _TEXT_FIELDS:
+        if not isinstance(value, str) or (name in ("task", "kind", "base_model") and not value):
+            raise InvalidInput(f"meta field {name!r} must be a non-empty string, got {value!r}")
+        return value
+    if name == "labels":
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+            raise InvalidInput(f"meta field 'labels' must be a list of non-empty strings, got {value!r}")
+        return tuple(value)
+    if name in _DICT_FIELDS:
+        if not isinstance(value, dict):
+            raise InvalidInput(f"meta field {name!r} must be a dict, got {type(value).__name__}")
+        try:
+            return json.loads(json.dumps(value))  # a copy, and proof that it serialises
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"meta field {name!r} is not JSON-serialisable: {exc}") from None
+    known = ", ".join(sorted(set(_TEXT_FIELDS) | set(_DICT_FIELDS) | {"labels"}))
+    raise InvalidInput(f"{name!r} is not a meta.json field that can be updated; known: {known}")
+
+
+def update_meta(directory: Path | str, **fields: object) -> ArtifactMeta:
+    """Replace `fields` of an artifact's meta.json, validated, and write it back atomically.
+
+    The artifact must already be complete (its meta.json readable); the other fields are kept as they are.
+    """
+    path = Path(directory)
+    meta = read_meta(path)
+    if not fields:
+        return meta
+    checked = {name: _checked_field(name, value) for name, value in fields.items()}
+    updated = dataclasses.replace(meta, **checked)  # type: ignore[arg-type]
+    write_meta(path, updated)
+    return updated
 
 
 def new_version_dir(store: Path, task: str) -> Path:

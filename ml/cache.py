@@ -47,3 +47,5 @@ class ModelCache:
 
 # One cache per worker process; workers are separate processes, so nothing is shared by accident.
 MODELS = ModelCache()
+# Loaded search indexes, apart from the models so that an index never evicts the embedder it searches with.
+INDEXES = ModelCache(max_items=8)

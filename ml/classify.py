@@ -27,7 +27,14 @@ class Classifier(Protocol):
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray: ...
 
 
-CLASSIFIERS: Registry[Classifier] = Registry("classifier")
+CLASSIFIERS: Registry[Classifier] = Registry(
+    "classifier",
+    {
+        "torch-fp32": "ml.classify:create_torch",
+        "onnx-int8": "ml.onnx_classify:create",
+        "fake": "ml.fake:create_classifier",
+    },
+)
 
 
 def softmax(logits: np.ndarray, temperature: float, bias: np.ndarray | None = None) -> np.ndarray:
@@ -108,8 +115,7 @@ class TorchClassifier:
         return self.calibration.probabilities(self.logits(texts, batch_size))
 
 
-@CLASSIFIERS.register("torch-fp32")
-def _create_torch(artifact_dir: Path, device: str = "cpu", **_: Any) -> TorchClassifier:
+def create_torch(artifact_dir: Path, device: str = "cpu", **_: Any) -> TorchClassifier:
     return TorchClassifier(artifact_dir, device=device)
 
 

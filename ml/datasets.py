@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +108,20 @@ def stratified_sample(data: LabelledTexts, n: int, seed: int) -> LabelledTexts:
 
 def _pick(values: Sequence[str], idx: list[int]) -> tuple[str, ...]:
     return tuple(values[i] for i in idx)
+
+
+# The readers by the name a job or command stores (no getattr on the module: the names are the contract).
+LOADERS: dict[str, Callable[[Path], LabelledTexts]] = {
+    "phrasebank": load_phrasebank,
+    "tfns": load_tfns,
+    "banking77": load_banking77,
+}
+
+
+def load_dataset(name: str, path: Path | str) -> LabelledTexts:
+    """Read the data set `name` ("phrasebank", "tfns" or "banking77") from `path`."""
+    try:
+        loader = LOADERS[name]
+    except KeyError:
+        raise InvalidInput(f"unknown data set {name!r}; known: {', '.join(sorted(LOADERS))}") from None
+    return loader(Path(path))

@@ -15,3 +15,7 @@ class ArtifactError(MLError):
 
 class Cancelled(MLError):
     """A training run stopped because cancellation was requested."""
+
+
+class GenerationError(MLError):
+    """The generator backend failed: unreachable, timed out, or its answer is not a completion."""

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ml.artifacts import read_meta
-from ml.classify import CLASSIFIERS, Calibration
+from ml.classify import Calibration
 from ml.config import load_config
 from ml.errors import ArtifactError
 from ml.onnx_export import OnnxModel, QuantSettings, ensure_onnx, load_session, token_batches
@@ -75,7 +75,6 @@ class OnnxClassifier:
         return self.calibration.probabilities(self.logits(texts, batch_size))
 
 
-@CLASSIFIERS.register("onnx-int8")
-def _create(artifact_dir: Path, store: Path | None = None, **_: Any) -> OnnxClassifier:
+def create(artifact_dir: Path, store: Path | None = None, **_: Any) -> OnnxClassifier:
     cfg = load_config()
     return OnnxClassifier(Path(artifact_dir), store=store or cfg.model_store, threads=cfg.threads)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from apps.core.models import TrainingJob
 
 if TYPE_CHECKING:
-    from ml.training.runner import Progress
+    from ml.api import Progress
 
 
 class JobReporter:
@@ -41,7 +41,7 @@ class CliReporter(JobReporter):
     """For a job run from the command line: the row as above, and a progress bar in the terminal."""
 
     def __init__(self, job: TrainingJob) -> None:
-        from ml.training.runner import TqdmCallbacks
+        from ml.api import TqdmCallbacks
 
         super().__init__(job)
         self.bar = TqdmCallbacks(f"job #{job.pk} {job.kind}")

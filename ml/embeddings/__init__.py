@@ -18,4 +18,12 @@ class Embedder(Protocol):
         ...
 
 
-EMBEDDERS: Registry[Embedder] = Registry("embedding")
+# Imported on first use: naming a backend here pulls in nothing heavy.
+EMBEDDERS: Registry[Embedder] = Registry(
+    "embedding",
+    {
+        "torch-fp32": "ml.embeddings.torch_backend:create",
+        "onnx-int8": "ml.embeddings.onnx_backend:create",
+        "fake": "ml.fake:create_embedder",
+    },
+)

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from ml.config import load_config
-from ml.embeddings import EMBEDDERS
 from ml.errors import ArtifactError
 from ml.onnx_export import OnnxModel, ensure_onnx, load_session, token_batches
 
@@ -110,7 +109,6 @@ class OnnxEmbedder:
         return out
 
 
-@EMBEDDERS.register("onnx-int8")
-def _create(model_path: str, store: Path | None = None, **_: object) -> OnnxEmbedder:
+def create(model_path: str, store: Path | None = None, **_: object) -> OnnxEmbedder:
     cfg = load_config()
     return OnnxEmbedder(model_path, store=store or cfg.model_store, threads=cfg.threads)

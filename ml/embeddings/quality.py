@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ml.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from ml.embeddings import Embedder
 
 COSINE_MIN = 0.99
 OVERLAP_MIN = 0.9
@@ -72,13 +76,13 @@ def compare(candidate: np.ndarray, reference: np.ndarray) -> QualityReport:
     return QualityReport(low, mean, overlap, not failures, reason, n=int(candidate.shape[0]))
 
 
-def check_int8_quality(texts: list[str], model: str | None = None) -> QualityReport:
-    """Embed `texts` with onnx-int8 and torch-fp32 (the configured model unless `model` is given) and compare."""
-    from ml.api import embed
+def check_int8_quality(texts: list[str], int8: Embedder, fp32: Embedder) -> QualityReport:
+    """Embed `texts` with both embedders and judge the `int8` vectors against the `fp32` ones.
 
-    int8 = embed(texts, backend="onnx-int8", model=model)
-    fp32 = embed(texts, backend="torch-fp32", model=model)
-    return compare(int8, fp32)
+    The caller chooses the embedders (`ml.api.embedder("onnx-int8")`, `ml.api.embedder("torch-fp32")`), so this
+    module never reaches back into `ml.api`.
+    """
+    return compare(int8.encode(texts), fp32.encode(texts))
 
 
 def gate_path(store: Path, model_path: str) -> Path:

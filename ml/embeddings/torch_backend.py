@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ml.embeddings import EMBEDDERS
 from ml.errors import ArtifactError
 from ml.text import length_order
 
@@ -37,6 +36,5 @@ class TorchEmbedder:
         return out
 
 
-@EMBEDDERS.register("torch-fp32")
-def _create(model_path: str, device: str = "cpu", **_: object) -> TorchEmbedder:
+def create(model_path: str, device: str = "cpu", **_: object) -> TorchEmbedder:
     return TorchEmbedder(model_path, device=device)

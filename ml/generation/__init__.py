@@ -16,17 +16,14 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from ml.errors import InvalidInput, MLError
+from ml.errors import GenerationError as GenerationError  # re-exported: it lived here first
+from ml.errors import InvalidInput
 from ml.registry import Registry
 from ml.text import MAX_CHARS, clean_text
 
 FinishReason = Literal["stop", "length", "deadline"]
 ROLES = ("system", "user", "assistant")
 MAX_STOP_STRINGS = 8
-
-
-class GenerationError(MLError):
-    """The generator backend failed: unreachable, timed out, or its answer is not a completion."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,15 @@ class Generator(Protocol):
         ...
 
 
-GENERATORS: Registry[Generator] = Registry("generator")
+GENERATORS: Registry[Generator] = Registry(
+    "generator",
+    {
+        "local": "ml.generation.local:create",
+        "llama-cpp": "ml.generation.gguf:create",
+        "openai": "ml.generation.openai_http:create",
+        "fake": "ml.fake:create_generator",
+    },
+)
 
 
 def collect(chunks: Iterator[GenerationChunk]) -> GenerationResult:

@@ -31,7 +31,6 @@ from ml.cache import MODELS
 from ml.config import load_config
 from ml.errors import ArtifactError, InvalidInput
 from ml.generation import (
-    GENERATORS,
     CleanRequest,
     GenerationChunk,
     GenerationRequest,
@@ -218,8 +217,7 @@ def next_token_agreement(
     return Agreement(same, total, min(correlations))
 
 
-@GENERATORS.register("llama-cpp")
-def _create(
+def create(
     device: str = "cpu", gguf: str | Path | None = None, max_context: int | None = None, **_: object
 ) -> LlamaCppGenerator:
     if not device.startswith("cpu"):

@@ -32,7 +32,6 @@ from ml.cache import MODELS
 from ml.config import load_config
 from ml.errors import ArtifactError, InvalidInput
 from ml.generation import (
-    GENERATORS,
     CleanRequest,
     GenerationChunk,
     GenerationRequest,
@@ -342,8 +341,7 @@ def _eos_ids(tokenizer: Any, model: Any) -> frozenset[int]:
     return frozenset(ids)
 
 
-@GENERATORS.register("local")
-def _create(
+def create(
     device: str = "cpu",
     model: str | None = None,
     adapter: str | Path | None = None,

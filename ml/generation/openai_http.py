@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 
 from ml.errors import InvalidInput
 from ml.generation import (
-    GENERATORS,
     CleanRequest,
     FinishReason,
     GenerationChunk,
@@ -370,8 +369,7 @@ def _apply_event(event: dict[str, Any], state: _Progress) -> str:
     return content if isinstance(content, str) else ""
 
 
-@GENERATORS.register("openai")
-def _create(
+def create(
     url: str | None = None,
     api_key: str | None = None,
     model: str | None = None,

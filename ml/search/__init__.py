@@ -1,4 +1,5 @@
-"""Retrieval: FAISS vector search, BM25 lexical search and rank fusion. FAISS and bm25s load on first use."""
+"""Retrieval: FAISS (or plain numpy) vector search, BM25 lexical search and rank fusion; FAISS and bm25s load on
+first use. Named, versioned hybrid indexes for apps live in `ml.search.named` (through `ml.api.index_*`)."""
 
 from __future__ import annotations
 

@@ -6,10 +6,13 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from ml.artifacts import ArtifactMeta, read_meta, sha256_file
 from ml.errors import ArtifactError, InvalidInput
+from ml.registry import Registry
 
 Metadata = dict[str, Any]
 # A filter is a predicate over an item's metadata, or a dict whose every key must equal the item's value.
@@ -25,6 +28,37 @@ class Hit:
     metadata: Metadata = field(default_factory=dict, compare=False)
 
 
+class VectorStore(Protocol):
+    """What a hybrid searcher needs from its dense index (FAISS's `VectorIndex`, numpy's `NumpyVectorIndex`)."""
+
+    backend: str  # the name it is registered under in VECTOR_STORES, recorded in a saved hybrid index
+    dimension: int
+    model: str
+
+    def __len__(self) -> int: ...
+
+    def add(
+        self, ids: Sequence[str], vectors: object, metadata: Sequence[Mapping[str, Any]] | None = None
+    ) -> None: ...
+
+    def delete(self, ids: Sequence[str]) -> int: ...
+
+    def search(self, queries: object, k: int, filter: Filter | None = None) -> list[list[Hit]]: ...
+
+    def save(self, directory: Path | str, *, task: str = ...) -> Path: ...
+
+
+# Each entry is a class: called with (dimension, model=...) for a new index, `.load(directory)` for a saved one.
+VECTOR_STORES: Registry[VectorStore] = Registry(
+    "vector store",
+    {
+        "faiss": "ml.search.vector:VectorIndex",
+        "numpy": "ml.search.exact:NumpyVectorIndex",
+        "fake": "ml.search.exact:NumpyVectorIndex",  # the fake backend's index: no FAISS, fake embedder
+    },
+)
+
+
 def compile_filter(where: Filter | None) -> Callable[[Mapping[str, Any]], bool] | None:
     """A predicate for `where`: a callable is used as is; a dict means equality on every key it names."""
     if where is None:
@@ -36,6 +70,24 @@ def compile_filter(where: Filter | None) -> Callable[[Mapping[str, Any]], bool] 
     if callable(where):
         return where
     raise InvalidInput(f"filter must be a callable or a dict of metadata values, got {type(where).__name__}")
+
+
+def as_unit_matrix(values: object, dimension: int, what: str) -> np.ndarray:
+    """A C-contiguous float32 (n, dimension) copy, L2-normalised; NaN, inf and zero rows are refused."""
+    try:
+        x = np.array(values, dtype=np.float32, copy=True)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} must be numeric arrays: {exc}") from None
+    if x.ndim == 1:
+        x = x.reshape(0, dimension) if x.size == 0 else x[None, :]
+    if x.ndim != 2 or x.shape[1] != dimension:
+        raise InvalidInput(f"{what} must have shape (n, {dimension}), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise InvalidInput(f"{what} contain NaN or infinite values")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise InvalidInput(f"{what} contain an all-zero vector, which has no direction")
+    return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
 def check_k(k: int) -> int:

@@ -10,7 +10,17 @@ from typing import Any
 from ml.artifacts import ArtifactMeta, write_meta
 from ml.embeddings import Embedder
 from ml.errors import ArtifactError, InvalidInput
-from ml.search.common import Filter, Hit, Metadata, check_ids, check_k, checksums, open_artifact
+from ml.search.common import (
+    VECTOR_STORES,
+    Filter,
+    Hit,
+    Metadata,
+    VectorStore,
+    check_ids,
+    check_k,
+    checksums,
+    open_artifact,
+)
 from ml.search.fusion import Fused, reciprocal_rank_fusion, weighted_fusion
 from ml.search.lexical import BM25Index
 from ml.search.vector import VectorIndex
@@ -40,7 +50,7 @@ class HybridSearcher:
     def __init__(
         self,
         embedder: Embedder,
-        vectors: VectorIndex | None = None,
+        vectors: VectorStore | None = None,
         lexical: BM25Index | None = None,
         *,
         fusion: str = "rrf",
@@ -52,7 +62,7 @@ class HybridSearcher:
         if len(weights) != 2:
             raise InvalidInput("weights are (dense, lexical)")
         self.embedder = embedder
-        self.vectors = vectors if vectors is not None else VectorIndex(embedder.dimension)
+        self.vectors: VectorStore = vectors if vectors is not None else VectorIndex(embedder.dimension)
         if self.vectors.dimension != embedder.dimension:
             raise InvalidInput(
                 f"the index holds {self.vectors.dimension}-d vectors, "
@@ -96,8 +106,11 @@ class HybridSearcher:
         fused = _FUSERS[self.fusion]([dense, lexical], self.weights)[:k]
         return [HybridHit(f.id, f.score, meta[f.id], f.ranks[0], f.ranks[1]) for f in fused]
 
-    def save(self, directory: Path | str, *, task: str = KIND) -> Path:
-        """Save both indexes under `directory` (vector/ and lexical/) and a meta.json over them."""
+    def save(
+        self, directory: Path | str, *, task: str = KIND, extra: Mapping[str, Any] | None = None
+    ) -> Path:
+        """Save both indexes under `directory` (vector/ and lexical/) and a meta.json over them; `extra`
+        (JSON-safe) joins the recorded hyperparameters, for what the caller needs to reopen the index."""
         path = Path(directory)
         self.vectors.save(path / "vector", task=task)
         self.lexical.save(path / "lexical", task=task)
@@ -112,6 +125,8 @@ class HybridSearcher:
                     "fusion": self.fusion,
                     "weights": list(self.weights),
                     "candidates": self.candidates,
+                    "vector_store": self.vectors.backend,
+                    **(extra or {}),
                 },
                 metrics={"size": len(self)},
             ),
@@ -122,7 +137,12 @@ class HybridSearcher:
     def load(cls, directory: Path | str, embedder: Embedder) -> HybridSearcher:
         """Load a saved hybrid index; a bad directory raises ArtifactError naming the path."""
         path, meta = open_artifact(directory, KIND)
-        vectors = VectorIndex.load(path / "vector")
+        # Indexes saved before there was a choice of store are FAISS ones.
+        try:
+            store: Any = VECTOR_STORES.resolve(str(meta.hyperparameters.get("vector_store", "faiss")))
+        except InvalidInput as exc:
+            raise ArtifactError(f"{path / 'meta.json'}: {exc}") from None
+        vectors: VectorStore = store.load(path / "vector")
         lexical = BM25Index.load(path / "lexical")
         hp = meta.hyperparameters
         try:

@@ -33,6 +33,7 @@ from ml.search.common import (
     Filter,
     Hit,
     Metadata,
+    as_unit_matrix,
     check_ids,
     check_k,
     check_metadata,
@@ -69,24 +70,6 @@ def _faiss() -> Any:
     import faiss
 
     return faiss
-
-
-def _as_matrix(values: object, dimension: int, what: str) -> np.ndarray:
-    """A C-contiguous float32 (n, dimension) copy, L2-normalised; NaN, inf and zero rows are refused."""
-    try:
-        x = np.array(values, dtype=np.float32, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what} must be numeric arrays: {exc}") from None
-    if x.ndim == 1:
-        x = x.reshape(0, dimension) if x.size == 0 else x[None, :]
-    if x.ndim != 2 or x.shape[1] != dimension:
-        raise InvalidInput(f"{what} must have shape (n, {dimension}), got {x.shape}")
-    if not np.isfinite(x).all():
-        raise InvalidInput(f"{what} contain NaN or infinite values")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    if (norms == 0).any():
-        raise InvalidInput(f"{what} contain an all-zero vector, which has no direction")
-    return np.ascontiguousarray(x / norms, dtype=np.float32)
 
 
 @contextmanager
@@ -131,6 +114,8 @@ def _bitmap(keys: np.ndarray) -> np.ndarray:
 
 class VectorIndex:
     """A FAISS index over L2-normalised float32 vectors with string ids, metadata, deletes and filters."""
+
+    backend = "faiss"
 
     def __init__(
         self,
@@ -195,7 +180,7 @@ class VectorIndex:
     ) -> None:
         """Add items; an id already present is replaced (its old vector and metadata are dropped)."""
         ids = check_ids(ids)
-        x = _as_matrix(vectors, self.dimension, "vectors")
+        x = as_unit_matrix(vectors, self.dimension, "vectors")
         if len(x) != len(ids):
             raise InvalidInput(f"got {len(ids)} ids but {len(x)} vectors")
         metas = check_metadata(metadata, len(ids))
@@ -287,7 +272,7 @@ class VectorIndex:
         With `filter` (a predicate over metadata, or a dict of required metadata values) each list holds
         exactly min(k, number of live items that pass) hits, and none that fails it.
         """
-        q = _as_matrix(queries, self.dimension, "queries")
+        q = as_unit_matrix(queries, self.dimension, "queries")
         k = check_k(k)
         allowed, cache_key = self._allowed(filter)
         count = len(self) if allowed is None else len(allowed)

@@ -64,7 +64,8 @@ class TrainResult:
     meta: ArtifactMeta
 
 
-def _validate(spec: ClassifierSpec) -> tuple[list[str], list[str], list[str]]:
+def validate_spec(spec: ClassifierSpec) -> tuple[list[str], list[str], list[str]]:
+    """Cleaned texts, their labels and the class names; raises InvalidInput for a spec no trainer could take."""
     texts = preprocess(clean_texts(spec.texts), spec.text_preprocess)
     labels = [str(x) for x in spec.labels]
     if len(texts) != len(labels):
@@ -461,7 +462,7 @@ def train_classifier(spec: ClassifierSpec, out_dir: Path, callbacks: TrainingCal
     weights of those the greedy soup keeps (a "model soup", Wortsman et al. 2022): one model's inference cost."""
     import torch
 
-    texts, labels, names = _validate(spec)
+    texts, labels, names = validate_spec(spec)
     label_ids = [names.index(y) for y in labels]
     train_idx, val_idx = stratified_split(labels, spec.val_fraction, spec.seed)
     ingredients = _ingredients(spec)

@@ -167,7 +167,8 @@ def retrieval_scores(
     }
 
 
-def _validate(spec: EmbeddingSpec) -> tuple[list[str], list[str], tuple[str, ...]]:
+def validate_spec(spec: EmbeddingSpec) -> tuple[list[str], list[str], tuple[str, ...]]:
+    """Cleaned queries and passages and the groups; raises InvalidInput for a spec no trainer could take."""
     queries, passages = clean_texts(spec.queries), clean_texts(spec.passages)
     if not len(queries) == len(passages) == len(spec.groups):
         raise InvalidInput(
@@ -227,7 +228,7 @@ def _loss(model: Any, queries: list[str], passages: list[str], scale: float) -> 
 
 def train_embedding(spec: EmbeddingSpec, out_dir: Path, callbacks: TrainingCallbacks) -> EmbeddingTrainResult:
     """Fine-tune, evaluate before/after on the held-aside groups, save a SentenceTransformer dir + meta.json."""
-    queries, passages, groups = _validate(spec)  # before the heavy imports: bad input fails fast
+    queries, passages, groups = validate_spec(spec)  # before the heavy imports: bad input fails fast
     import torch
     from sentence_transformers import SentenceTransformer
     from transformers import get_linear_schedule_with_warmup

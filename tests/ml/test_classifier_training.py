@@ -71,7 +71,11 @@ def test_saved_probabilities_apply_the_fitted_temperature_and_class_bias(trained
 
 def test_calibrated_probabilities_from_the_saved_model(trained):
     result, _ = trained
-    preds = classify(result.artifact_dir, ["Stock plunges after profit warning", "", b"\xff", "🚀" * 5000])
+    preds = classify(
+        result.artifact_dir,
+        ["Stock plunges after profit warning", "", b"\xff", "🚀" * 5000],
+        backend="torch-fp32",
+    )
     assert len(preds) == 4
     for p in preds:
         assert set(p.probabilities) == {"negative", "neutral", "positive"}
@@ -85,8 +89,8 @@ def test_same_seed_same_model(tweets, tmp_path):
     )
     a = run_training(spec, tmp_path / "a", SilentCallbacks())
     b = run_training(spec, tmp_path / "b", SilentCallbacks())
-    pa = classify(a.artifact_dir, ["Revenue beat expectations"])[0].probabilities
-    pb = classify(b.artifact_dir, ["Revenue beat expectations"])[0].probabilities
+    pa = classify(a.artifact_dir, ["Revenue beat expectations"], backend="torch-fp32")[0].probabilities
+    pb = classify(b.artifact_dir, ["Revenue beat expectations"], backend="torch-fp32")[0].probabilities
     assert np.allclose(list(pa.values()), list(pb.values()), atol=1e-5)
 
 
@@ -235,5 +239,5 @@ def test_an_artifact_saved_before_class_bias_existed_still_classifies(trained, t
     texts = ["Stock plunges after profit warning", "Record quarterly revenue"]
     z = TorchClassifier(old).logits(texts) / meta["hyperparameters"]["temperature"]
     expected = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    got = [list(p.probabilities.values()) for p in classify(old, texts)]
+    got = [list(p.probabilities.values()) for p in classify(old, texts, backend="torch-fp32")]
     assert np.allclose(got, expected, atol=1e-5)

@@ -118,14 +118,14 @@ def test_awkward_inputs_embed_through_the_api(session_store, int8_embedder, mini
 def test_auto_uses_int8_only_when_the_stored_gate_passed(
     session_store, int8_embedder, real_sentences, monkeypatch
 ):
-    from ml.api import _default_embed_backend, embedder
+    from ml.api import choose_backend, embedder
     from ml.embeddings.quality import check_int8_quality
 
     monkeypatch.setenv("ML_EMBED_BACKEND", "auto")
     model = str(minilm_path())
-    assert _default_embed_backend(model) == "torch-fp32"  # nothing measured yet
+    assert choose_backend("embedding", model=model) == "torch-fp32"  # nothing measured yet
 
-    report = check_int8_quality(real_sentences)
+    report = check_int8_quality(real_sentences, embedder("onnx-int8"), embedder("torch-fp32"))
     assert report.passed, report.reason
     assert report.cosine_min >= 0.99 and report.top10_overlap >= 0.9
     write_gate(report, session_store, model)
@@ -135,7 +135,7 @@ def test_auto_uses_int8_only_when_the_stored_gate_passed(
     assert embedder().name == "torch-fp32"
 
     gate_path(session_store, model).write_text("{not json")
-    assert _default_embed_backend(model) == "torch-fp32"
+    assert choose_backend("embedding", model=model) == "torch-fp32"
 
 
 def test_the_gate_fails_distorted_vectors_and_says_why():
@@ -153,9 +153,9 @@ def test_the_gate_fails_distorted_vectors_and_says_why():
 
 
 def test_the_gate_is_off_without_a_local_model(tmp_path):
-    from ml.api import _default_embed_backend
+    from ml.api import choose_backend
 
-    assert _default_embed_backend(str(tmp_path / "no-such-model")) == "torch-fp32"
+    assert choose_backend("embedding", model=str(tmp_path / "no-such-model")) == "torch-fp32"
 
 
 _ENSURE = """

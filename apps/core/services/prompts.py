@@ -10,8 +10,8 @@ from django.db.models import Max
 
 from apps.core.errors import ServiceError
 from apps.core.models import PromptLabel, PromptLabelEvent, PromptTemplate, PromptVersion
+from ml.api import check_template, render
 from ml.errors import MLError
-from ml.prompts import check_template, render
 
 
 def _user(user: User | AnonymousUser | None) -> User | None:

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.core.errors import ServiceError
 from apps.core.models import ModelPromotion, ModelVersion, TrainingJob
-from ml.artifacts import read_meta
+from ml.api import read_meta
 from ml.errors import ArtifactError
 
 
