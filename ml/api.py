@@ -258,12 +258,17 @@ def embed(texts: Sequence[object], *, backend: str | None = None, model: str | N
 
 
 # --- classification -------------------------------------------------------------------------------------
-def _classifier_artifact(artifact_dir: str | Path) -> tuple[Path, int]:
+def _classifier_artifact(artifact_dir: str | Path, backend: str | None) -> tuple[Path, int, tuple[str, ...]]:
+    """The artifact's path, its meta.json stamp (the cache key's version) and the backends to try.
+
+    An artifact the fake trainer wrote has no weights: only the fake backend can serve it, whatever was asked.
+    """
     path = Path(artifact_dir)
     meta = read_meta(path)  # fails with the path named when the directory is missing or corrupt
     if meta.kind != "sequence-classifier":
         raise ArtifactError(f"{path} holds a {meta.kind!r} artifact, not a sequence classifier")
-    return path, (path / "meta.json").stat().st_mtime_ns
+    names = ("fake",) if meta.base_model == "fake" else backend_candidates("classifier", backend)
+    return path, (path / "meta.json").stat().st_mtime_ns, names
 
 
 def _load_classifier(name: str, path: Path, stamp: int) -> Classifier:
@@ -280,8 +285,7 @@ def classifier(artifact_dir: str | Path, *, backend: str | None = None) -> Class
     `backend`: "onnx-int8", "torch-fp32" or "fake"; None or "auto" chooses (ML_CLASSIFIER_BACKEND, default
     auto: int8 when onnxruntime is installed and the model loads on it, else fp32 with a logged warning).
     """
-    path, stamp = _classifier_artifact(artifact_dir)
-    names = backend_candidates("classifier", backend)
+    path, stamp, names = _classifier_artifact(artifact_dir, backend)
     return _first_working("classifier", names, str(path), lambda name: _load_classifier(name, path, stamp))
 
 
@@ -291,13 +295,13 @@ def classify(
     """Calibrated class probabilities for each text, from the backend `classifier` describes (a backend
     that fails while loading or predicting hands over to the next candidate)."""
     cleaned = clean_texts(texts)
-    path, stamp = _classifier_artifact(artifact_dir)
+    path, stamp, names = _classifier_artifact(artifact_dir, backend)
 
     def predict(name: str) -> list[Prediction]:
         model = _load_classifier(name, path, stamp)
         return to_predictions(model.labels, model.predict_proba(cleaned))
 
-    return _first_working("classifier", backend_candidates("classifier", backend), str(path), predict)
+    return _first_working("classifier", names, str(path), predict)
 
 
 # --- generation -----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import require
-from apps.sentiment import dashboard_selectors as selectors
+from apps.sentiment import selectors
 from apps.sentiment.models import Alert, Delivery, DeliveryAttempt, Entity, Item
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services.delivery import channel_label

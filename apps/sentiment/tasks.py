@@ -11,6 +11,7 @@ import logging
 from celery import shared_task
 from django.db import OperationalError
 
+from apps.sentiment import selectors
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import delivery as delivery_services
 from apps.sentiment.services import feeds, scoring
@@ -24,7 +25,7 @@ DELIVERY_EXPIRES_SECONDS = 120
 @shared_task(name="sentiment.poll_due_feeds", acks_late=True, ignore_result=True)
 def poll_due_feeds() -> int:
     """Fan out one poll task per feed that is due (each expires if no worker takes it in time)."""
-    ids = feeds.feeds_due()
+    ids = selectors.feeds_due()
     for source_id in ids:
         poll_feed.apply_async(args=[source_id], expires=POLL_EXPIRES_SECONDS)
     return len(ids)
@@ -70,7 +71,7 @@ def score_stragglers() -> int:
     """Re-queue items whose scoring task was lost (scoring is idempotent, so a late duplicate is harmless)."""
     from apps.sentiment.services.ingest import enqueue_scoring
 
-    ids = scoring.items_stragglers()
+    ids = selectors.items_stragglers()
     enqueue_scoring(ids)
     if ids:
         logger.warning("re-queued %d items that were never scored", len(ids))
@@ -95,7 +96,7 @@ def send_delivery(delivery_id: int) -> str | None:
 
 @shared_task(name="sentiment.deliveries_sweep", acks_late=True, ignore_result=True)
 def sweep_deliveries() -> int:
-    due = delivery_services.deliveries_due()
+    due = selectors.deliveries_due()
     for pk in due:
         send_delivery.apply_async((pk,), expires=DELIVERY_EXPIRES_SECONDS)
     return len(due)

@@ -16,7 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.core.errors import ServiceError
-from apps.sentiment import dashboard_selectors as selectors
+from apps.sentiment import selectors
 from apps.sentiment.forms import AlertRuleForm, CsvUploadForm
 from apps.sentiment.models import Alert, AlertRule, Entity, Source
 from apps.sentiment.services import alerts as alert_services
@@ -207,7 +207,7 @@ def sources(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, _upload_summary(report))
                 return redirect("sentiment:sources")
-    context = _nav(request, sources=selectors.sources(), form=form)
+    context = _nav(request, sources=selectors.sources_list(), form=form)
     return render(request, "sentiment/sources.html", context, status=400 if form.errors else 200)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.conf import settings
 
 from ml.api import ClassifierSpec, classify, run_training
 from ml.classify import TorchClassifier
@@ -17,7 +18,7 @@ from ml.training.classifier import POOL_BATCHES, length_bucketed_batches, strati
 from ml.training.runner import SilentCallbacks
 from tests.ml.recorder import Recorder
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(settings.DATA_DIR)  # the data sets, read through DATA_DIR as the product reads them
 pytestmark = pytest.mark.slow
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.conf import settings
 
 from ml.artifacts import read_meta
 from ml.errors import Cancelled, InvalidInput
@@ -19,7 +20,7 @@ from ml.training.embedding import (
 from ml.training.runner import SilentCallbacks
 from tests.ml.recorder import Recorder
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "stackfaq"
+DATA = Path(settings.DATA_DIR) / "stackfaq"  # read through DATA_DIR as the product reads it
 
 
 @pytest.fixture(scope="module")

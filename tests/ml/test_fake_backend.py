@@ -163,6 +163,14 @@ def test_fake_training_writes_a_small_valid_artifact_the_fake_classifier_loads(t
     assert api.classify(result.artifact_dir, ["record profit"])[0].label == "positive"
 
 
+def test_a_fake_artifact_is_served_by_the_fake_whatever_backend_is_asked(tmp_path, monkeypatch):
+    result = api.run_training(_spec(epochs=1), tmp_path / "v1", Recorder())
+    monkeypatch.delenv("ML_BACKEND")  # a real process reading an artifact a fake run wrote
+    for backend in (None, "torch-fp32", "onnx-int8"):
+        assert api.classify(result.artifact_dir, ["record profit"], backend=backend)[0].label == "positive"
+    assert type(api.classifier(result.artifact_dir, backend="torch-fp32")).__module__ == "ml.fake"
+
+
 def test_fake_training_honours_cancellation_and_validates_the_spec(tmp_path):
     with pytest.raises(Cancelled):
         api.train_classifier(_spec(epochs=5), tmp_path / "c", Recorder(stop_at=2))

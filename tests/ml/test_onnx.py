@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.conf import settings
 
 from ml.embeddings.quality import QualityReport, compare, gate_path, write_gate
 from ml.errors import ArtifactError
@@ -17,7 +18,7 @@ from ml.onnx_export import MODEL_FILE, ensure_onnx, load_session
 from ml.packaged import minilm_path
 from ml.text import clean_texts
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA = Path(settings.DATA_DIR)  # the data sets, read through DATA_DIR as the product reads them
 ROOT = Path(__file__).resolve().parents[2]
 
 

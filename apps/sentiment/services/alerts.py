@@ -6,7 +6,7 @@ Entry point for other modules (S1's ingestion calls it after a batch, beat calls
 
 `entity_ids` / `topic_ids` narrow the pass to those scopes (None = every one of that kind; [] = none of that
 kind), `rule_ids` to those rules, `at` is the evaluation time (default now). The Celery task
-`sentiment.alerts_evaluate` (apps/sentiment/alert_tasks.py, `evaluate_alerts.delay(entity_ids=[...])`)
+`sentiment.alerts_evaluate` (apps/sentiment/tasks.py, `evaluate_alerts.delay(entity_ids=[...])`)
 wraps it. A pass is a handful of queries whatever the number of entities: the enabled rules, the hour buckets of
 every scope in the longest window (one query per kind of scope), the open alerts, the recent resolutions, the
 active entities; it writes only for scopes that fire or have an open alert.

@@ -9,8 +9,8 @@ Channels are JSON objects in `AlertRule.channels`:
 Every alert event ("fired", "resolved") writes a dashboard `Notification` (it cannot fail) and one `Delivery`
 row per channel, sent by the task `sentiment.delivery_send` right after the transaction commits. A failed
 attempt is logged as a `DeliveryAttempt` (status code, error, duration) and the delivery is retried after
-BASE_DELAY * 2**(attempt - 1) seconds (30 s, 1 min, 2 min, ... capped at MAX_DELAY), up to MAX_ATTEMPTS
-attempts; the periodic sweeper `sentiment.deliveries_sweep` re-sends whatever is due, so a worker restart or a
+SENTIMENT_DELIVERY_BASE_DELAY * 2**(attempt - 1) seconds (30 s, 1 min, 2 min, ... capped at
+SENTIMENT_DELIVERY_MAX_DELAY), up to SENTIMENT_DELIVERY_MAX_ATTEMPTS attempts; the periodic sweeper `sentiment.deliveries_sweep` re-sends whatever is due, so a worker restart or a
 lost message loses nothing. Network errors, timeouts, HTTP 408, 429 and 5xx are retried; other 4xx answers
 (a wrong URL, a rejected signature) fail at once. A delivery that fails for good leaves a notification saying
 so; the alert itself is a row and is never lost.
@@ -45,7 +45,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import time
 import urllib.error
 import urllib.request
@@ -69,11 +68,6 @@ from apps.sentiment.models import Alert, AlertRule, Delivery, DeliveryAttempt, N
 
 logger = logging.getLogger(__name__)
 
-BASE_DELAY = int(getattr(settings, "SENTIMENT_DELIVERY_BASE_DELAY", 30))
-MAX_DELAY = int(getattr(settings, "SENTIMENT_DELIVERY_MAX_DELAY", 3600))
-MAX_ATTEMPTS = int(getattr(settings, "SENTIMENT_DELIVERY_MAX_ATTEMPTS", 8))
-HTTP_TIMEOUT = float(getattr(settings, "SENTIMENT_WEBHOOK_TIMEOUT", 10))
-LEASE = timedelta(seconds=int(getattr(settings, "SENTIMENT_DELIVERY_LEASE", 120)))
 REPLAY_WINDOW = 300
 SIGNATURE_HEADER = "X-Contexta-Signature"
 TIMESTAMP_HEADER = "X-Contexta-Timestamp"
@@ -113,7 +107,12 @@ def verify_signature(
 
 def backoff_seconds(attempt: int) -> int:
     """Delay before the attempt after failed attempt number `attempt` (1-based)."""
-    return int(min(MAX_DELAY, BASE_DELAY * 2 ** max(0, attempt - 1)))
+    return int(
+        min(
+            settings.SENTIMENT_DELIVERY_MAX_DELAY,
+            settings.SENTIMENT_DELIVERY_BASE_DELAY * 2 ** max(0, attempt - 1),
+        )
+    )
 
 
 # --- channels -----------------------------------------------------------------------------------------
@@ -206,9 +205,7 @@ def alert_message(alert: Alert, event: str = "fired") -> str:
 
 
 def site_url() -> str:
-    return str(
-        getattr(settings, "SITE_URL", "") or os.environ.get("SITE_URL", "http://127.0.0.1:8000")
-    ).rstrip("/")
+    return str(settings.SITE_URL)
 
 
 def alert_url(alert: Alert) -> str:
@@ -293,22 +290,13 @@ def deliveries_create(*, alert: Alert, event: str) -> list[Delivery]:
 
 def enqueue_deliveries(ids: list[int]) -> None:
     """Queue a send per delivery; when the broker is down the sweeper sends them later."""
-    from apps.sentiment.alert_tasks import send_delivery
+    from apps.sentiment.tasks import send_delivery
 
     for pk in ids:
         try:
-            send_delivery.apply_async((pk,), expires=MAX_DELAY)
+            send_delivery.apply_async((pk,), expires=settings.SENTIMENT_DELIVERY_MAX_DELAY)
         except Exception:  # the row is due, so the sweeper picks it up
             logger.exception("could not enqueue delivery %s; the sweeper will send it", pk)
-
-
-def deliveries_due(*, now: datetime | None = None, limit: int = 500) -> list[int]:
-    """Deliveries waiting to be (re)sent whose time has come, oldest first."""
-    now = now or timezone.now()
-    qs = Delivery.objects.filter(status__in=PENDING, next_attempt_at__lte=now).order_by(
-        "next_attempt_at", "pk"
-    )
-    return list(qs.values_list("pk", flat=True)[:limit])
 
 
 # --- sending ------------------------------------------------------------------------------------------
@@ -341,7 +329,7 @@ def post_json(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=settings.SENTIMENT_WEBHOOK_TIMEOUT) as response:  # noqa: S310
             response.read(4096)
             return Outcome(True, response.status)
     except urllib.error.HTTPError as exc:
@@ -393,7 +381,7 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> Delivery 
     now = now or timezone.now()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     claimed = Delivery.objects.filter(due, pk=delivery_id, status__in=PENDING).update(
-        next_attempt_at=now + LEASE
+        next_attempt_at=now + timedelta(seconds=settings.SENTIMENT_DELIVERY_LEASE)
     )
     if not claimed:
         return None
@@ -431,7 +419,7 @@ def _record(delivery: Delivery, outcome: Outcome, duration_ms: float, now: datet
             timezone.now(),
             None,
         )
-    elif outcome.retry and number < MAX_ATTEMPTS:
+    elif outcome.retry and number < settings.SENTIMENT_DELIVERY_MAX_ATTEMPTS:
         delivery.status = Delivery.Status.RETRYING
         delivery.next_attempt_at = now + timedelta(seconds=backoff_seconds(number))
     else:

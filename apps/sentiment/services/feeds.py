@@ -4,7 +4,7 @@ The HTTP fetch is ours (urllib with a timeout and a size cap); feedparser only p
 server can never hang a worker. A poll that fails (timeout, connection error, HTTP error, unparseable
 XML) marks the source with the error and schedules the next try after
 poll_interval * 2 ** (failures - 1), capped at MAX_BACKOFF; the items already stored stay. A success resets
-the failure count. `feeds_due` and the compare-and-set in `feed_claim` let beat fan out one task per due
+the failure count. `selectors.feeds_due` and the compare-and-set in `feed_claim` let beat fan out one task per due
 feed without two workers polling the same one.
 """
 
@@ -139,14 +139,6 @@ def feed_source_create(*, name: str, url: str, poll_interval_seconds: int = 600)
     return Source.objects.create(
         name=name, kind=Source.Kind.FEED, url=url, poll_interval_seconds=max(60, poll_interval_seconds)
     )
-
-
-def feeds_due(now: datetime | None = None) -> list[int]:
-    now = now or timezone.now()
-    due = Source.objects.filter(kind=Source.Kind.FEED, enabled=True).filter(
-        Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now)
-    )
-    return list(due.values_list("pk", flat=True))
 
 
 def feed_claim(*, source_id: int, now: datetime | None = None) -> Source | None:

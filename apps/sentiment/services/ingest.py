@@ -31,7 +31,7 @@ from django.utils import timezone
 from apps.core.errors import ServiceError
 from apps.sentiment.models import Item, ItemEntity, ItemTopic, Source
 from apps.sentiment.services.language import detect_language
-from ml.text import strip_links
+from ml.api import strip_links
 
 logger = logging.getLogger(__name__)
 

@@ -9,19 +9,16 @@ version are left out of the incremental update (a re-score job rebuilds their bu
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from apps.core.models import ModelVersion
-from apps.core.services.registry import active_version
+from apps.core.selectors import active_version
 from apps.sentiment.models import Item, ItemEntity, ItemTopic, Score
 from apps.sentiment.services.series import ScoredItem, series_apply
 
@@ -29,20 +26,6 @@ logger = logging.getLogger(__name__)
 
 TASK = "sentiment"
 LABELS = ("negative", "neutral", "positive")
-BACKENDS = ("auto", "onnx-int8", "torch-fp32")
-
-
-def configured_backend() -> str:
-    """SENTIMENT_BACKEND (setting or environment): auto, onnx-int8 or torch-fp32."""
-    value = str(getattr(settings, "SENTIMENT_BACKEND", "") or os.environ.get("SENTIMENT_BACKEND", "auto"))
-    return value if value in BACKENDS else "auto"
-
-
-def _onnx_available() -> bool:
-    return (
-        importlib.util.find_spec("onnxruntime") is not None
-        and importlib.util.find_spec("ml.onnx_classify") is not None
-    )
 
 
 def scoring_text(title: str, text: str) -> str:
@@ -56,18 +39,10 @@ def scoring_text(title: str, text: str) -> str:
 def classify_texts(
     artifact_dir: str, texts: Sequence[str], backend: str | None = None
 ) -> list[dict[str, float]]:
-    """Class probabilities for each text with the configured backend (auto: onnx-int8, else torch-fp32)."""
+    """Class probabilities for each text with SENTIMENT_BACKEND (auto: ml chooses, int8 when it can)."""
     from ml import api
-    from ml.errors import MLError
 
-    name = backend or configured_backend()
-    if name == "auto":
-        if _onnx_available():
-            try:
-                return [p.probabilities for p in api.classify(artifact_dir, list(texts), backend="onnx-int8")]
-            except (MLError, ImportError, KeyError) as exc:
-                logger.warning("onnx-int8 sentiment backend unavailable (%s); using torch-fp32", exc)
-        name = "torch-fp32"
+    name = backend or settings.SENTIMENT_BACKEND
     return [p.probabilities for p in api.classify(artifact_dir, list(texts), backend=name)]
 
 
@@ -183,34 +158,3 @@ def _series_items(
         if s.item_id not in rescored
     ]
     return batch
-
-
-def items_unscored(
-    *, version: ModelVersion, start: datetime | None = None, end: datetime | None = None
-) -> list[int]:
-    """Ids of items (published in [start, end)) that `version` has not scored yet."""
-    qs = Item.objects.exclude(scores__model_version=version)
-    if start is not None:
-        qs = qs.filter(published_at__gte=start)
-    if end is not None:
-        qs = qs.filter(published_at__lt=end)
-    return list(qs.order_by("published_at").values_list("pk", flat=True))
-
-
-STRAGGLER_AGE = timedelta(minutes=15)
-STRAGGLER_WINDOW = timedelta(hours=24)
-STRAGGLER_LIMIT = 2000
-
-
-def items_stragglers(*, now: datetime | None = None) -> list[int]:
-    """Items ingested 15 min to 24 h ago that the active version has not scored (a lost scoring task).
-
-    Younger items are probably still queued; older ones are left to an explicit re-score job.
-    """
-    version = active_version(TASK)
-    if version is None:
-        return []
-    now = now or timezone.now()
-    qs = Item.objects.filter(ingested_at__lt=now - STRAGGLER_AGE, ingested_at__gte=now - STRAGGLER_WINDOW)
-    qs = qs.exclude(scores__model_version=version)
-    return list(qs.order_by("ingested_at").values_list("pk", flat=True)[:STRAGGLER_LIMIT])

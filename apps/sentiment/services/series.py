@@ -44,7 +44,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
 from apps.core.db import update_rows
-from apps.sentiment.models import Bucket, Item, ItemEntity, ItemTopic, Score
+from apps.sentiment.models import Bucket, ItemEntity, ItemTopic, Score
 
 GRANULARITIES = ("hour", "day")
 PERIOD = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -350,9 +350,3 @@ def _scored_items(version_id: int, start: datetime, end: datetime) -> Iterable[S
         yield ScoredItem(
             published, label, score, tuple(entities.get(item_id, ())), tuple(topics.get(item_id, ()))
         )
-
-
-def items_in_range(start: datetime, end: datetime) -> list[int]:
-    return list(
-        Item.objects.filter(published_at__gte=start, published_at__lt=end).values_list("pk", flat=True)
-    )

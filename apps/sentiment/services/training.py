@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def _unique(texts: tuple[str, ...], labels: tuple[str, ...]) -> tuple[list[tuple
 
 
 def _add_phrasebank(data: SentimentData, path: Path) -> None:
-    from ml.datasets import load_phrasebank
+    from ml.api import load_phrasebank
 
     pb = load_phrasebank(path)
     pairs, conflicts = _unique(pb.texts, pb.labels)
@@ -143,7 +143,7 @@ def _add_phrasebank(data: SentimentData, path: Path) -> None:
 
 
 def _add_tfns(data: SentimentData, path: Path, eval_path: Path | None) -> None:
-    from ml.datasets import load_tfns
+    from ml.api import load_tfns
 
     tf = load_tfns(path)
     pairs, _ = _unique(tf.texts, tf.labels)
@@ -177,7 +177,11 @@ def load_training_data(params: dict[str, Any]) -> SentimentData:
 
 
 # --- parameters -----------------------------------------------------------------------------------------
-def _resolve_path(value: Any, name: str, restrict: bool) -> str:
+def resolve_data_file(value: Any, name: str, *, restrict: bool) -> str:
+    """A training file's absolute path ("default": the data set's file under DATA_DIR; "" stays "").
+
+    `restrict` (jobs started from the dashboard or the API) refuses files outside DATA_DIR.
+    """
     if not value:
         return ""
     path = (
@@ -193,115 +197,13 @@ def _resolve_path(value: Any, name: str, restrict: bool) -> str:
     return str(path)
 
 
-def _number(params: dict[str, Any], name: str, cast: type, low: float, high: float) -> Any:
-    raw = params.get(name, DEFAULTS[name])
-    try:
-        value = cast(raw)
-    except (TypeError, ValueError):
-        raise ServiceError(f"{name} must be a number, got {raw!r}", field=name) from None
-    if not low <= value <= high:
-        raise ServiceError(f"{name} must be between {low:g} and {high:g}, got {value}", field=name)
-    return value
-
-
-def _flag(params: dict[str, Any], name: str) -> bool:
-    raw = params.get(name, DEFAULTS[name])
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ServiceError(f"{name} must be true or false, got {raw!r}", field=name)
-
-
-def _when(raw: Any, name: str) -> str:
-    if raw in (None, ""):
-        return ""
-    value = parse_datetime(str(raw))
-    if value is None:
-        raise ServiceError(f"{name} must be an ISO date-time, got {raw!r}", field=name)
-    if timezone.is_naive(value):
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
-
-
-TRAIN_PARAMS = {
-    "phrasebank",
-    "tfns",
-    "tfns_eval",
-    "epochs",
-    "learning_rate",
-    "max_length",
-    "batch_size",
-    "max_steps",
-    "max_examples",
-    "class_weights",
-    "class_bias",
-    "soup",
-    "label_smoothing",
-    "promote",
-    "rescore_from",
-    "rescore_to",
-}
-
-
-def validate_train_params(params: dict[str, Any], *, restrict_paths: bool = True) -> dict[str, Any]:
-    unknown = set(params) - TRAIN_PARAMS
-    if unknown:
-        raise ServiceError(f"unknown parameters: {', '.join(sorted(unknown))}")
-    given = {k: params.get(k) for k in ("phrasebank", "tfns")}
-    if not any(given.values()):
-        given = {"phrasebank": "default", "tfns": "default"}
-    clean: dict[str, Any] = {k: _resolve_path(v, k, restrict_paths) for k, v in given.items()}
-    clean["tfns_eval"] = (
-        _resolve_path(params.get("tfns_eval"), "tfns", restrict_paths) if params.get("tfns_eval") else ""
-    )
-    clean["epochs"] = _number(params, "epochs", int, 1, 20)
-    clean["learning_rate"] = _number(params, "learning_rate", float, 1e-6, 1e-2)
-    clean["max_length"] = _number(params, "max_length", int, 16, 512)
-    clean["batch_size"] = _number(params, "batch_size", int, 1, 256)
-    clean["max_steps"] = _number(params, "max_steps", int, 0, 10_000_000)
-    clean["max_examples"] = _number(params, "max_examples", int, 0, 10_000_000)
-    clean["class_weights"] = _flag(params, "class_weights")
-    clean["class_bias"] = _flag(params, "class_bias")
-    clean["soup"] = _flag(params, "soup")
-    if clean["soup"] and not clean["class_weights"]:
-        raise ServiceError(
-            "class_weights=false has no effect on a soup (one ingredient is trained with class weights and one "
-            "without): turn soup off as well (--no-soup)",
-            field="class_weights",
-        )
-    clean["label_smoothing"] = _number(params, "label_smoothing", float, 0.0, 0.5)
-    promote = params.get("promote", DEFAULTS["promote"])
-    if promote not in ("if_better", "always", "never"):
-        raise ServiceError("promote must be if_better, always or never", field="promote")
-    clean["promote"] = promote
-    clean["rescore_from"] = _when(params.get("rescore_from"), "rescore_from")
-    clean["rescore_to"] = _when(params.get("rescore_to"), "rescore_to")
-    return clean
-
-
-def validate_rescore_params(params: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(params) - {"start", "end"}
-    if unknown:
-        raise ServiceError(f"unknown parameters: {', '.join(sorted(unknown))}")
-    start, end = _when(params.get("start"), "start"), _when(params.get("end"), "end")
-    if not start or not end:
-        raise ServiceError("start and end are required (ISO date-times)", field="start")
-    if parse_datetime(end) <= parse_datetime(start):  # type: ignore[operator]
-        raise ServiceError("end must be after start", field="end")
-    return {"start": start, "end": end}
-
-
 # --- evaluation -----------------------------------------------------------------------------------------
 def evaluate_sets(
     artifact_dir: str | Path, eval_sets: dict[str, tuple[list[str], list[str]]], backend: str = "torch-fp32"
 ) -> dict[str, Any]:
     """Accuracy and macro-F1 per evaluation set and pooled ("all")."""
     from ml import api
-    from ml.metrics import accuracy, macro_f1
+    from ml.api import accuracy, macro_f1
 
     out: dict[str, Any] = {}
     pooled_true: list[str] = []
@@ -349,13 +251,13 @@ def is_better(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
 # --- the jobs -------------------------------------------------------------------------------------------
 def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train, evaluate against the active version, register, promote if better; (metrics, result)."""
-    from apps.core.services.registry import active_version, model_version_promote, model_version_register
-    from ml.api import ClassifierSpec, run_training
-    from ml.artifacts import new_version_dir, read_meta, write_meta
-    from ml.datasets import LabelledTexts, stratified_sample
+    from apps.core.selectors import active_version
+    from apps.core.services.registry import model_version_promote, model_version_register
+    from ml import api
+    from ml.api import ClassifierSpec, LabelledTexts, new_version_dir, run_training, stratified_sample
 
     p = job.params
-    _apply_thread_setting()
+    api.apply_thread_setting()
     data = load_training_data(p)
     for note in data.notes:
         reporter.log(note)
@@ -398,9 +300,8 @@ def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], d
             reporter.log(f"the active version could not be evaluated ({exc}); treating it as worse")
             old_eval = {"all": {"macro_f1": -1.0}}
     better = is_better(new_eval, old_eval)
-    meta = read_meta(out)
     metrics = {**result.metrics, "eval": new_eval, "active_eval": old_eval, "beats_active": better}
-    write_meta(out, type(meta)(**{**meta.__dict__, "metrics": metrics}))
+    api.update_artifact_metrics(out, metrics)
     version = model_version_register(
         task=TASK, artifact_dir=out, job=job, activate_if_first=p["promote"] != "never"
     )
@@ -420,18 +321,6 @@ def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], d
         "active": version.is_active,
         "rescore_job_id": rescore_job.pk if rescore_job else None,
     }
-
-
-def _apply_thread_setting() -> None:
-    """ML_THREADS (when set) caps torch's threads: on a busy small machine one thread trains several times
-    faster than two fighting over the cores."""
-    from ml.config import load_config
-
-    threads = load_config().threads
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def _after_promotion(
@@ -454,10 +343,11 @@ def _after_promotion(
 
 def run_rescore_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Score every item in [start, end) with the active version, then rebuild that range's buckets."""
-    from apps.core.services.registry import active_version
-    from apps.sentiment.services.scoring import items_score, items_unscored
+    from apps.core.selectors import active_version
+    from apps.sentiment.selectors import items_unscored
+    from apps.sentiment.services.scoring import items_score
     from apps.sentiment.services.series import series_rebuild
-    from ml.training.runner import Progress
+    from ml.api import Progress
 
     version = active_version(TASK)
     if version is None:
@@ -486,17 +376,10 @@ def _parse(value: str) -> datetime:
 
 
 # --- creating jobs --------------------------------------------------------------------------------------
-def training_job_create_local(*, params: dict[str, Any], user: User | AnonymousUser | None) -> TrainingJob:
-    """A sentiment_train job row for the CLI to run in-process (paths anywhere; nothing is enqueued)."""
-    clean = validate_train_params(params, restrict_paths=False)
-    creator = user if user is not None and user.is_authenticated else None
-    return TrainingJob.objects.create(kind="sentiment_train", params=clean, created_by=creator)
-
-
 def bootstrap_training(*, user: User | AnonymousUser | None = None) -> TrainingJob | None:
     """Queue the first model's training when no version is active and none is pending or running."""
+    from apps.core.selectors import active_version
     from apps.core.services.jobs import job_create
-    from apps.core.services.registry import active_version
 
     with transaction.atomic():
         if active_version(TASK) is not None:

@@ -12,7 +12,7 @@ from django import template
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from apps.sentiment.dashboard_selectors import Point
+from apps.sentiment.selectors import Point
 
 register = template.Library()
 WIDTH, HEIGHT, PAD = 720, 160, 4

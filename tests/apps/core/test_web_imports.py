@@ -34,7 +34,11 @@ print("HEAVY:" + ",".join(heavy))
 
 def test_the_web_process_imports_no_heavy_ml_library(tmp_path):
     code = f"HEAVY = {HEAVY!r}\n" + PROBE
-    env = {"PATH": "/usr/bin:/bin", "VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "apps.settings"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "apps.settings",
+    }
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )

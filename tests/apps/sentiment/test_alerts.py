@@ -252,7 +252,7 @@ def test_alerts_fire_on_buckets_built_by_the_series_service():
 
 def test_beat_runs_the_evaluation_and_the_delivery_sweeper():
     from apps.celery import app
-    from apps.sentiment import alert_tasks
+    from apps.sentiment import tasks as alert_tasks
 
     schedule = app.conf.beat_schedule
     assert schedule["sentiment-alerts-evaluate"]["task"] == alert_tasks.evaluate_alerts.name

@@ -15,10 +15,11 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from apps.sentiment.alert_tasks import sweep_deliveries
+from apps.sentiment import selectors
 from apps.sentiment.models import Alert, Delivery, Notification
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import delivery as svc
+from apps.sentiment.tasks import sweep_deliveries
 from tests.apps.sentiment import alert_factories as f
 
 pytestmark = pytest.mark.django_db
@@ -130,8 +131,8 @@ def test_failed_deliveries_back_off_and_are_sent_in_the_end(receiver):
     assert delivery.status == "retrying" and first_retry == t + timedelta(seconds=30)
     # not due yet: nothing is sent, and the sweeper does not pick it
     assert svc.delivery_send(delivery_id=delivery.pk, now=t + timedelta(seconds=10)) is None
-    assert svc.deliveries_due(now=t + timedelta(seconds=10)) == []
-    assert svc.deliveries_due(now=first_retry) == [delivery.pk]
+    assert selectors.deliveries_due(now=t + timedelta(seconds=10)) == []
+    assert selectors.deliveries_due(now=first_retry) == [delivery.pk]
 
     svc.delivery_send(delivery_id=delivery.pk, now=first_retry)
     delivery.refresh_from_db()
@@ -149,14 +150,14 @@ def test_failed_deliveries_back_off_and_are_sent_in_the_end(receiver):
     assert alert.status == "fired"
 
 
-def test_backoff_grows_to_a_cap():
+def test_backoff_grows_to_a_cap(settings):
     waits = [svc.backoff_seconds(n) for n in range(1, 12)]
     assert waits[:4] == [30, 60, 120, 240]
-    assert waits == sorted(waits) and max(waits) == svc.MAX_DELAY
+    assert waits == sorted(waits) and max(waits) == settings.SENTIMENT_DELIVERY_MAX_DELAY
 
 
-def test_a_channel_that_stays_down_fails_for_good_but_the_alert_stays(receiver, monkeypatch):
-    monkeypatch.setattr(svc, "MAX_ATTEMPTS", 3)
+def test_a_channel_that_stays_down_fails_for_good_but_the_alert_stays(receiver, settings):
+    settings.SENTIMENT_DELIVERY_MAX_ATTEMPTS = 3
     receiver.statuses = [503, 503, 503]
     alert = fired_alert([{"type": "webhook", "url": receiver.url, "secret": SECRET}])
     delivery = Delivery.objects.get()

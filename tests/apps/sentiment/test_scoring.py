@@ -18,6 +18,7 @@ from django.core.management import call_command
 from apps.core.models import JobStatus, ModelVersion, TrainingJob
 from apps.core.services.jobs import job_create
 from apps.core.services.registry import model_version_register
+from apps.sentiment import selectors
 from apps.sentiment.models import Bucket, Entity, Item, Score, Source
 from apps.sentiment.services import ingest, scoring
 from apps.sentiment.services.ingest import ItemRecord
@@ -268,7 +269,7 @@ def test_items_whose_scoring_task_was_lost_are_picked_up(active: ModelVersion, s
     )
     Item.objects.filter(pk=old).update(ingested_at=timezone.now() - timedelta(hours=1))
 
-    assert scoring.items_stragglers() == [old]  # the fresh one is probably still queued
+    assert selectors.items_stragglers() == [old]  # the fresh one is probably still queued
     assert score_stragglers() == 1  # eager: scored in-process
     assert Score.objects.filter(item_id=old, model_version=active).exists()
-    assert scoring.items_stragglers() == []
+    assert selectors.items_stragglers() == []

@@ -18,7 +18,6 @@ from apps.sentiment.services.training import (
     bootstrap_training,
     held_out,
     load_training_data,
-    validate_train_params,
 )
 
 PHRASEBANK = Path(settings.DATA_DIR) / "financial_phrasebank" / "Sentences_50Agree.txt"
@@ -52,41 +51,44 @@ def test_tweets_are_evaluated_on_the_validation_file(tmp_path: Path) -> None:
     assert data.texts == ["up", "down", "flat"] and data.eval_sets["tfns"] == (["higher"], ["positive"])
 
 
+def validate(params: dict[str, object], *, trusted: bool = False) -> dict[str, object]:
+    """What the API (and, trusted, the command line) does with sentiment_train's parameters."""
+    from apps.core.job_registry import get_kind
+
+    return get_kind("sentiment_train").validate(params, trusted=trusted)
+
+
 def test_parameters_are_validated(tmp_path: Path) -> None:
     outside = _tfns(tmp_path / "sent_train.csv", [("up", "positive")])
     with pytest.raises(ServiceError, match="only read files under DATA_DIR"):
-        validate_train_params({"tfns": str(outside)})  # from the dashboard or the API
-    assert validate_train_params({"tfns": str(outside)}, restrict_paths=False)["tfns"] == str(outside)
+        validate({"tfns": str(outside)})  # from the dashboard or the API
+    assert validate({"tfns": str(outside)}, trusted=True)["tfns"] == str(outside)
     with pytest.raises(ServiceError, match="does not exist"):
-        validate_train_params({"tfns": str(tmp_path / "missing.csv")}, restrict_paths=False)
+        validate({"tfns": str(tmp_path / "missing.csv")}, trusted=True)
     with pytest.raises(ServiceError, match="unknown parameters: colour"):
-        validate_train_params({"colour": "red"})
+        validate({"colour": "red"})
     with pytest.raises(ServiceError, match="epochs must be between"):
-        validate_train_params({"tfns": str(outside), "epochs": 0}, restrict_paths=False)
-    with pytest.raises(ServiceError, match="promote must be"):
-        validate_train_params({"tfns": str(outside), "promote": "sometimes"}, restrict_paths=False)
+        validate({"tfns": str(outside), "epochs": 0}, trusted=True)
+    with pytest.raises(ServiceError, match="promote must be one of if_better, always, never"):
+        validate({"tfns": str(outside), "promote": "sometimes"}, trusted=True)
     with pytest.raises(ServiceError, match="class_weights must be true or false"):
-        validate_train_params({"tfns": str(outside), "class_weights": "maybe"}, restrict_paths=False)
-    assert validate_train_params({"tfns": str(outside)}, restrict_paths=False)["class_weights"] is True
-    off = validate_train_params(
-        {"tfns": str(outside), "class_weights": "false", "soup": False}, restrict_paths=False
-    )
+        validate({"tfns": str(outside), "class_weights": "maybe"}, trusted=True)
+    assert validate({"tfns": str(outside)}, trusted=True)["class_weights"] is True
+    off = validate({"tfns": str(outside), "class_weights": "false", "soup": False}, trusted=True)
     assert off["class_weights"] is False
     assert off["label_smoothing"] == 0.0
     with pytest.raises(ServiceError, match=r"label_smoothing must be between 0 and 0\.5"):
-        validate_train_params({"tfns": str(outside), "label_smoothing": 0.9}, restrict_paths=False)
-    smooth = validate_train_params({"tfns": str(outside), "label_smoothing": "0.1"}, restrict_paths=False)
+        validate({"tfns": str(outside), "label_smoothing": 0.9}, trusted=True)
+    smooth = validate({"tfns": str(outside), "label_smoothing": "0.1"}, trusted=True)
     assert smooth["label_smoothing"] == 0.1
-    assert validate_train_params({"tfns": str(outside), "class_bias": "on"}, restrict_paths=False)[
-        "class_bias"
-    ]
+    assert validate({"tfns": str(outside), "class_bias": "on"}, trusted=True)["class_bias"]
     with pytest.raises(ServiceError, match="class_bias must be true or false"):
-        validate_train_params({"tfns": str(outside), "class_bias": 2}, restrict_paths=False)
+        validate({"tfns": str(outside), "class_bias": 2}, trusted=True)
 
 
 @needs_phrasebank
 def test_no_files_means_both_default_files(db: None) -> None:
-    params = validate_train_params({})
+    params = validate({})
     assert params["phrasebank"].endswith("Sentences_50Agree.txt") and params["tfns"].endswith(
         "sent_train.csv"
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.core.services.registry import active_version
+from apps.core.selectors import active_version
 from apps.sentiment.services.training import LABELS, TASK, fingerprint, seen_fingerprints
 
 
@@ -31,18 +31,18 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        from ml import api, datasets
+        from ml import api
+        from ml.api import accuracy, macro_f1
         from ml.errors import MLError
-        from ml.metrics import accuracy, macro_f1
 
         version = active_version(TASK)
         if version is None:
             raise CommandError("no active sentiment model: run `manage.py sentiment_train` first")
         try:
             if opts["phrasebank"]:
-                data = datasets.load_phrasebank(Path(opts["phrasebank"]))
+                data = api.load_phrasebank(Path(opts["phrasebank"]))
             else:
-                data = datasets.load_tfns(Path(opts["tfns"]))
+                data = api.load_tfns(Path(opts["tfns"]))
         except MLError as exc:
             raise CommandError(str(exc)) from None
         seen = set() if opts["include_seen"] else seen_fingerprints(version.artifact_dir)

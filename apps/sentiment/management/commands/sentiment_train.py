@@ -10,8 +10,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.core.errors import ServiceError
-from apps.core.models import TrainingJob
-from apps.sentiment.services.training import DEFAULTS, training_job_create_local
+from apps.core.models import JobStatus, TrainingJob
+from apps.core.services import jobs as job_services
+from apps.sentiment.services.training import DEFAULTS
 
 # The on/off training options: --NAME / --no-NAME.
 SWITCHES = {
@@ -67,11 +68,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
 
     def handle(self, *args: Any, **opts: Any) -> None:
-        from apps.core.management.commands.run_job import CliReporter
-        from apps.core.services import jobs as job_services
-        from apps.sentiment.jobs import run_train
-        from ml.errors import Cancelled, MLError
-
         params = {
             "phrasebank": opts["phrasebank"] or "",
             "tfns": opts["tfns"] or "",
@@ -89,27 +85,18 @@ class Command(BaseCommand):
             "promote": opts["promote"],
         }
         try:
-            job = training_job_create_local(params=params, user=None)
+            job = job_services.job_create_local(kind="sentiment_train", params=params, trusted=True)
         except ServiceError as exc:
             raise CommandError(exc.message) from None
         self.stderr.write(f"job #{job.pk}: training a sentiment model ({json.dumps(job.params)})")
-        claimed = job_services.job_claim(job_id=job.pk)
-        if claimed is None:
-            raise CommandError(f"could not claim job #{job.pk}")
         started = time.monotonic()
         try:
-            outcome = run_train(claimed, CliReporter(claimed))
-        except Cancelled as exc:
-            job_services.job_mark_cancelled(job=claimed, reason=str(exc))
-            raise CommandError(str(exc)) from None
-        except (MLError, ServiceError) as exc:
-            job_services.job_fail(job=claimed, reason=str(exc))
-            raise CommandError(str(exc)) from None
-        except BaseException as exc:
-            job_services.job_fail(job=claimed, reason=f"{type(exc).__name__}: {exc}")
-            raise
-        job_services.job_succeed(job=claimed, metrics=outcome.metrics, result=outcome.result)
-        self._print(claimed, round(time.monotonic() - started, 1), opts["json"])
+            job = job_services.job_run_local(job=job)
+        except ServiceError as exc:
+            raise CommandError(exc.message) from None
+        if job.status != JobStatus.SUCCEEDED:
+            raise CommandError(f"job #{job.pk} {job.status}: {job.error}")
+        self._print(job, round(time.monotonic() - started, 1), opts["json"])
 
     def _print(self, job: TrainingJob, seconds: float, as_json: bool) -> None:
         m, r = job.metrics, job.result
