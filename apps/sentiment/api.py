@@ -1,4 +1,4 @@
-"""HTTP API of the sentiment app's ingestion and series (token or session auth), mounted at /api/sentiment/.
+"""HTTP API of the sentiment app (token or session auth), mounted at /api/sentiment/.
 
     POST /api/sentiment/items/                       push a JSON batch: {"source": "my-feed", "items": [...]}
     GET  /api/sentiment/items/?ticker=AAPL&limit=50  recent items with their latest score
@@ -6,9 +6,14 @@
     GET  /api/sentiment/entities/                    the watchlist;  POST: add or update an entity
     GET  /api/sentiment/entities/<ticker>/series/?granularity=hour|day&from=ISO&to=ISO
     GET  /api/sentiment/series/?granularity=hour&topic=earnings   the series of a topic, or of everything
+    GET  /api/sentiment/alerts/?status=open|fired|acknowledged|resolved|all&ticker=AAPL&limit=50
+    GET  /api/sentiment/alerts/<id>/                 an alert with its items and deliveries
+    POST /api/sentiment/alerts/<id>/acknowledge/
+    POST /api/sentiment/alerts/<id>/resolve/
 
-Writes need `sentiment.add_item` / `sentiment.add_entity`, reads the matching `view_` permission (analysts and
-admins). Input problems answer 400 with a readable `detail`.
+Writes need `sentiment.add_item` / `sentiment.add_entity` / `sentiment.change_alert`, reads the matching
+`view_` permission (analysts and admins). Input problems, and acting on an alert in the wrong state, answer
+400 with a readable `detail`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from datetime import datetime
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -28,20 +34,23 @@ from rest_framework.views import APIView
 from apps.core.api import require
 from apps.core.errors import ServiceError
 from apps.sentiment import selectors
-from apps.sentiment.models import Bucket, Entity, Item, Source, Topic
-from apps.sentiment.services import ingest, uploads
+from apps.sentiment.models import Alert, Bucket, Delivery, DeliveryAttempt, Entity, Item, Topic
+from apps.sentiment.services import alerts as alert_services
+from apps.sentiment.services import uploads
+from apps.sentiment.services.delivery import channel_label
 from apps.sentiment.services.entities import entity_upsert
 from apps.sentiment.services.series import zscore
 
-
 # --- serializers --------------------------------------------------------------------------------------
-class PushItemSerializer(serializers.Serializer):
-    text = serializers.CharField(required=False, allow_blank=True)
-    title = serializers.CharField(required=False, allow_blank=True)
-    url = serializers.CharField(required=False, allow_blank=True)
-    published_at = serializers.CharField(required=False, help_text="ISO 8601 or Unix seconds; default: now")
-    language = serializers.CharField(required=False, allow_blank=True)
-    id = serializers.CharField(required=False, allow_blank=True)
+# The schema of a pushed item, built from the table the push service validates against (one definition).
+PushItemSerializer = type(
+    "PushItemSerializer",
+    (serializers.Serializer,),
+    {
+        name: serializers.CharField(required=False, allow_blank=True, help_text=help_text)
+        for name, help_text in uploads.PUSH_FIELDS.items()
+    },
+)
 
 
 class PushSerializer(serializers.Serializer):
@@ -202,15 +211,11 @@ class UploadView(APIView):
     def post(self, request: Request) -> Response:
         data = UploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        upload = data.validated_data["file"]
-        if upload.size > uploads.UPLOAD_MAX_BYTES:
-            raise ServiceError(
-                f"the file is larger than {uploads.UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file"
-            )
-        name = data.validated_data.get("source") or f"upload:{request.user.get_username()}"
-        source = ingest.source_get_or_create(name=name, kind=Source.Kind.UPLOAD)
-        report = uploads.items_upload_csv(
-            source=source, data=upload.read(), encoding=data.validated_data["encoding"]
+        report = uploads.items_upload_file(
+            file=data.validated_data["file"],
+            source_name=data.validated_data.get("source") or "",
+            username=request.user.get_username(),
+            encoding=data.validated_data["encoding"],
         )
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)
 
@@ -259,3 +264,116 @@ class SeriesView(APIView):
                     {"detail": f"no entity with ticker {ticker!r}"}, status=status.HTTP_404_NOT_FOUND
                 )
         return _series_response(entity, topic, request)
+
+
+# --- alerts -------------------------------------------------------------------------------------------
+class AlertItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Item
+        fields = ["id", "title", "url", "published_at"]
+        read_only_fields = fields
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    rule = serializers.SerializerMethodField()
+    entity = serializers.CharField(source="entity.ticker", default=None, read_only=True)
+    topic = serializers.CharField(source="topic.slug", default=None, read_only=True)
+    acknowledged_by = serializers.CharField(source="acknowledged_by.username", default=None, read_only=True)
+    resolved_by = serializers.CharField(source="resolved_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id", "rule", "entity", "topic", "status", "severity", "value", "detail", "fired_at",
+            "acknowledged_at", "acknowledged_by", "resolved_at", "resolved_by",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_rule(self, obj: Alert) -> dict[str, Any]:
+        return {"id": obj.rule_id, "name": obj.rule.name, "condition": obj.rule.condition}
+
+
+class AttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeliveryAttempt
+        fields = ["number", "ok", "status_code", "error", "duration_ms", "at"]
+        read_only_fields = fields
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    channel = serializers.SerializerMethodField()
+    attempt_log = AttemptSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Delivery
+        fields = ["id", "channel", "channel_type", "event", "status", "attempts", "next_attempt_at", "sent_at",
+                  "attempt_log"]  # fmt: skip
+        read_only_fields = fields
+
+    def get_channel(self, obj: Delivery) -> str:
+        return channel_label(obj.channel)  # never the secret
+
+
+class AlertDetailSerializer(AlertSerializer):
+    items = AlertItemSerializer(many=True, read_only=True)
+    deliveries = DeliverySerializer(many=True, read_only=True)
+
+    class Meta(AlertSerializer.Meta):
+        fields = [*AlertSerializer.Meta.fields, "items", "deliveries"]
+        read_only_fields = fields
+
+
+class AlertListView(APIView):
+    permission_classes = [IsAuthenticated, require("sentiment.view_alert")]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=list(selectors.ALERT_FILTERS)),
+            OpenApiParameter("ticker", OpenApiTypes.STR),
+            OpenApiParameter("limit", OpenApiTypes.INT),
+        ],
+        responses=AlertSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        status = request.query_params.get("status", "open")
+        if status not in selectors.ALERT_FILTERS:
+            return Response({"detail": f"status is one of {', '.join(selectors.ALERT_FILTERS)}"}, status=400)
+        entity = None
+        if ticker := request.query_params.get("ticker"):
+            entity = get_object_or_404(Entity, ticker=ticker.upper())
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", 50)), 200))
+        except ValueError:
+            return Response({"detail": "limit is a number from 1 to 200"}, status=400)
+        qs = selectors.alerts(status=status, entity=entity)[:limit]
+        return Response(AlertSerializer(qs, many=True).data)
+
+
+class AlertDetailView(APIView):
+    permission_classes = [IsAuthenticated, require("sentiment.view_alert")]
+
+    @extend_schema(responses=AlertDetailSerializer)
+    def get(self, request: Request, pk: int) -> Response:
+        try:
+            alert = selectors.alert_detail(pk=pk)
+        except Alert.DoesNotExist:
+            return Response({"detail": "No such alert."}, status=404)
+        return Response(AlertDetailSerializer(alert).data)
+
+
+class AlertAcknowledgeView(APIView):
+    permission_classes = [IsAuthenticated, require("sentiment.change_alert")]
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        alert = alert_services.alert_acknowledge(alert=get_object_or_404(Alert, pk=pk), user=request.user)
+        return Response(AlertSerializer(selectors.alerts(status="all").get(pk=alert.pk)).data)
+
+
+class AlertResolveView(APIView):
+    permission_classes = [IsAuthenticated, require("sentiment.change_alert")]
+
+    @extend_schema(request=None, responses=AlertSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        alert = alert_services.alert_resolve(alert=get_object_or_404(Alert, pk=pk), user=request.user)
+        return Response(AlertSerializer(selectors.alerts(status="all").get(pk=alert.pk)).data)

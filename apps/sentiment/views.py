@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from apps.core.errors import ServiceError
 from apps.sentiment import selectors
 from apps.sentiment.forms import AlertRuleForm, CsvUploadForm
-from apps.sentiment.models import Alert, AlertRule, Entity, Source
+from apps.sentiment.models import Alert, AlertRule, Entity
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import ingest, uploads
 from apps.sentiment.services.delivery import channel_label
@@ -201,7 +201,12 @@ def sources(request: HttpRequest) -> HttpResponse:
         form = CsvUploadForm(request.POST, request.FILES)
         if form.is_valid():
             try:
-                report = _upload(request, form)
+                report = uploads.items_upload_file(
+                    file=form.cleaned_data["file"],
+                    source_name=form.cleaned_data["source"],
+                    username=request.user.get_username(),
+                    encoding=form.cleaned_data["encoding"],
+                )
             except ServiceError as exc:
                 form.add_error(exc.field if exc.field in form.fields else "file", exc.message)
             else:
@@ -209,17 +214,6 @@ def sources(request: HttpRequest) -> HttpResponse:
                 return redirect("sentiment:sources")
     context = _nav(request, sources=selectors.sources_list(), form=form)
     return render(request, "sentiment/sources.html", context, status=400 if form.errors else 200)
-
-
-def _upload(request: HttpRequest, form: CsvUploadForm) -> ingest.IngestReport:
-    upload = form.cleaned_data["file"]
-    if upload.size > uploads.UPLOAD_MAX_BYTES:
-        raise ServiceError(
-            f"the file is larger than {uploads.UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file"
-        )
-    name = form.cleaned_data["source"] or f"upload:{request.user.get_username()}"
-    source = ingest.source_get_or_create(name=name, kind=Source.Kind.UPLOAD)
-    return uploads.items_upload_csv(source=source, data=upload.read(), encoding=form.cleaned_data["encoding"])
 
 
 def _upload_summary(report: ingest.IngestReport) -> str:

@@ -10,7 +10,7 @@ import io
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from django.utils import timezone
 
@@ -99,6 +99,25 @@ def upload_columns(fieldnames: Sequence[str] | None) -> dict[str, str]:
     return mapping
 
 
+class UploadedFile(Protocol):
+    """What a dashboard form and the API both hand over: Django's UploadedFile."""
+
+    size: int | None
+
+    def read(self) -> bytes: ...
+
+
+def items_upload_file(
+    *, file: UploadedFile, source_name: str, username: str, encoding: str = "utf-8"
+) -> IngestReport:
+    """A CSV file uploaded from the dashboard or the API, into the upload source `source_name` (default
+    "upload:<username>"); the size is checked before the file is read."""
+    if (file.size or 0) > UPLOAD_MAX_BYTES:
+        raise ServiceError(f"the file is larger than {UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file")
+    source = source_get_or_create(name=source_name or f"upload:{username}", kind=Source.Kind.UPLOAD)
+    return items_upload_csv(source=source, data=file.read(), encoding=encoding)
+
+
 def items_upload_csv(
     *, source: Source, data: bytes, encoding: str = "utf-8", now: datetime | None = None, score: bool = True
 ) -> IngestReport:
@@ -178,16 +197,25 @@ def _ingest_rows(
 
 # --- push API -------------------------------------------------------------------------------------------
 PUSH_MAX_ITEMS = 1000
-_PUSH_FIELDS = {"text", "title", "url", "published_at", "language", "id"}
+# The fields of a pushed item: the one definition that validation below and the API schema (apps/sentiment/api.py
+# builds its serializer from this table) both read. Every value is a string; any may be left out.
+PUSH_FIELDS: dict[str, str] = {
+    "text": "the body (an item needs a text or a title)",
+    "title": "the headline",
+    "url": "a link to the original; items with the same URL are stored once",
+    "published_at": "ISO 8601 or Unix seconds; default: now",
+    "language": "ISO 639-1 code; default: detected",
+    "id": "your id for the item (stored as its external id)",
+}
 
 
 def _push_record(raw: object) -> ItemRecord:
     if not isinstance(raw, dict):
         raise ServiceError("each item must be a JSON object")
-    unknown = set(raw) - _PUSH_FIELDS
+    unknown = set(raw) - set(PUSH_FIELDS)
     if unknown:
         raise ServiceError(f"unknown fields: {', '.join(sorted(unknown))}")
-    for key in _PUSH_FIELDS:
+    for key in PUSH_FIELDS:
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise ServiceError(f"{key} must be a string")
     try:

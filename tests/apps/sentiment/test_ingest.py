@@ -471,3 +471,62 @@ def test_parse_when_accepts_common_forms() -> None:
     with pytest.raises(ValueError, match="not a date-time"):
         uploads.parse_when("14/05/2024")
     assert timezone.is_aware(uploads.parse_when("2024-05-14 09:00+02:00"))  # type: ignore[arg-type]
+
+
+class _TooBig:
+    """An upload whose declared size is over the limit; reading it would be a defect."""
+
+    size = uploads.UPLOAD_MAX_BYTES + 1
+
+    def read(self) -> bytes:
+        raise AssertionError("a file over the limit must be refused before it is read")
+
+
+def test_one_upload_service_checks_size_first_and_names_the_default_source(db: None) -> None:
+    with pytest.raises(ServiceError, match="larger than 50 MB"):
+        uploads.items_upload_file(file=_TooBig(), source_name="", username="ana")
+    upload = io.BytesIO(b"title\nACME beats estimates\n")
+    upload.size = len(upload.getvalue())  # type: ignore[attr-defined]
+    report = uploads.items_upload_file(file=upload, source_name="", username="ana")  # type: ignore[arg-type]
+    assert report.created == 1 and Item.objects.get().source.name == "upload:ana"
+    assert not Source.objects.filter(kind="upload").exclude(name="upload:ana").exists()
+
+
+def test_the_dashboard_and_the_api_upload_through_the_same_service(
+    analyst_client: APIClient, client, make_user, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    calls: list[dict[str, object]] = []
+    real = uploads.items_upload_file
+
+    def spy(**kwargs: object) -> object:
+        calls.append(kwargs)
+        return real(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(uploads, "items_upload_file", spy)
+    csv = b"title\nACME beats estimates\n"
+    response = analyst_client.post(
+        "/api/sentiment/uploads/", {"file": SimpleUploadedFile("a.csv", csv)}, format="multipart"
+    )
+    assert response.status_code == 201
+    client.force_login(make_user("analyst", username="desk-analyst"))
+    client.post("/sentiment/sources/", {"file": SimpleUploadedFile("b.csv", csv), "encoding": "utf-8"})
+    assert [c["username"] for c in calls] == ["user-analyst", "desk-analyst"]
+
+
+def test_the_push_schema_and_the_push_validator_have_the_same_fields(analyst_client: APIClient) -> None:
+    schema = analyst_client.get("/api/schema/?format=json").json()
+    item = schema["components"]["schemas"]["PushItem"]["properties"]
+    assert set(item) == set(uploads.PUSH_FIELDS)
+    assert all(prop["type"] == "string" for prop in item.values())
+    example = {"text": "ACME up", "title": "ACME", "url": "https://example.com/a", "id": "a1",
+               "published_at": "2024-05-14T08:00:00Z", "language": "en"}  # fmt: skip
+    assert set(example) == set(uploads.PUSH_FIELDS)
+    body = {"items": [example]}
+    response = analyst_client.post("/api/sentiment/items/", body, format="json")
+    assert response.status_code == 201, response.json()  # every field the schema shows is accepted
+    unknown = analyst_client.post(
+        "/api/sentiment/items/", {"items": [{"title": "x", "colour": "red"}]}, format="json"
+    )
+    assert "unknown fields: colour" in str(unknown.json())
