@@ -176,8 +176,8 @@ def _build(n_entities: int, hours: int, now: datetime) -> dict[str, int]:
 
 def _naive_pass(now: datetime) -> int:
     """What a straightforward implementation does: one query per rule and scope (no writes)."""
+    from apps.sentiment import detection
     from apps.sentiment.models import AlertRule, Bucket, Entity
-    from apps.sentiment.services import detection
 
     fired = 0
     for rule in AlertRule.objects.filter(enabled=True):

@@ -160,5 +160,5 @@ def install() -> None:
     from apps.celery import app as celery_app
 
     celery_app.conf.beat_schedule = {**celery_app.conf.beat_schedule, **beat_schedule()}
-    spectacular = settings.SPECTACULAR_SETTINGS
+    spectacular: dict[str, Any] = settings.SPECTACULAR_SETTINGS
     spectacular["ENUM_NAME_OVERRIDES"] = {**spectacular.get("ENUM_NAME_OVERRIDES", {}), **api_enums()}

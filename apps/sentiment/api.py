@@ -35,11 +35,11 @@ from apps.core.api import require
 from apps.core.errors import ServiceError
 from apps.sentiment import selectors
 from apps.sentiment.models import Alert, Bucket, Delivery, DeliveryAttempt, Entity, Item, Topic
+from apps.sentiment.series_math import zscore
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import uploads
 from apps.sentiment.services.delivery import channel_label
 from apps.sentiment.services.entities import entity_upsert
-from apps.sentiment.services.series import zscore
 
 # --- serializers --------------------------------------------------------------------------------------
 # The schema of a pushed item, built from the table the push service validates against (one definition).

@@ -3,6 +3,8 @@ and what the periodic tasks find due (feeds to poll, deliveries to send, items t
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +15,8 @@ from django.utils import timezone
 from apps.core.errors import ServiceError
 from apps.core.models import ModelVersion
 from apps.core.selectors import active_version
+from apps.sentiment import detection
+from apps.sentiment.detection import HOUR, BacktestFire, BacktestResult, BucketRow, RuleSpec, Scope
 from apps.sentiment.models import (
     Alert,
     AlertRule,
@@ -323,3 +327,77 @@ def items_in_range(start: datetime, end: datetime) -> list[int]:
     return list(
         Item.objects.filter(published_at__gte=start, published_at__lt=end).values_list("pk", flat=True)
     )
+
+
+# --- detection: the hour buckets rules read, and backtests ---------------------------------------------
+def _row(values: tuple[Any, ...]) -> BucketRow:
+    return BucketRow(values[2], values[3], values[4], values[5], values[6], values[7] or {})
+
+
+def load_hour_buckets(
+    *,
+    since: datetime,
+    until: datetime,
+    entity_ids: Iterable[int] | None = None,
+    topic_ids: Iterable[int] | None = None,
+    entities: bool = True,
+    topics: bool = True,
+) -> dict[Scope, list[BucketRow]]:
+    """Hour buckets per scope (entity-only and topic-only scopes) with start in [since, until], oldest first.
+
+    One query per kind of scope; `entity_ids` / `topic_ids` narrow it (None = every one).
+    """
+    fields = ("entity_id", "topic_id", "start", "count", "score_sum", "negative", "positive", "baseline")
+    base = Bucket.objects.filter(granularity=Bucket.Granularity.HOUR, start__gte=since, start__lte=until)
+    out: dict[Scope, list[BucketRow]] = defaultdict(list)
+    queries = []
+    if entities:
+        q = base.filter(topic__isnull=True, entity__isnull=False)
+        queries.append(q if entity_ids is None else q.filter(entity_id__in=list(entity_ids)))
+    if topics:
+        q = base.filter(entity__isnull=True, topic__isnull=False)
+        queries.append(q if topic_ids is None else q.filter(topic_id__in=list(topic_ids)))
+    for qs in queries:
+        for values in qs.order_by("start").values_list(*fields):
+            out[(values[0], values[1])].append(_row(values))
+    return out
+
+
+def backtest(
+    spec: RuleSpec,
+    *,
+    entity_id: int | None,
+    topic_id: int | None,
+    active_entity_ids: Iterable[int] = (),
+    days: int = 30,
+    now: datetime | None = None,
+) -> BacktestResult:
+    """How often a rule (saved or not) would have fired over the last `days` days, and where."""
+    until = now or timezone.now()
+    since = detection.floor_hour(until) - timedelta(days=days)
+    scopes = detection.rule_scopes(
+        entity_id=entity_id, topic_id=topic_id, active_entity_ids=active_entity_ids
+    )
+    loaded = load_hour_buckets(
+        since=since - (spec.window_buckets - 1) * HOUR,
+        until=until,
+        entity_ids=[e for e, _ in scopes if e is not None] if entity_id is not None else None,
+        topic_ids=[t for _, t in scopes if t is not None],
+        entities=topic_id is None,
+        topics=topic_id is not None,
+    )
+    result = BacktestResult(days=days, since=since, until=until, scopes=len(scopes))
+    for scope in scopes:
+        for det in detection.simulate_scope(spec, loaded.get(scope, []), since=since, until=until):
+            result.fires.append(BacktestFire(det.window_end, scope[0], scope[1], det.z or 0.0, det.count))
+    result.fires.sort(key=lambda f: f.at)
+    return result
+
+
+def active_scope_filter(entity_id: int | None, topic_id: int | None) -> Q:
+    """The Item filter for a scope (used to find the items that drove an alert)."""
+    if entity_id is not None:
+        return Q(entities__id=entity_id)
+    if topic_id is not None:
+        return Q(item_topics__topic_id=topic_id)
+    return Q()

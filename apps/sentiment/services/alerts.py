@@ -1,6 +1,6 @@
 """Alert rules and alerts: evaluation pass, the alert state machine, acknowledge / resolve, rule editing.
 
-Entry point for other modules (S1's ingestion calls it after a batch, beat calls it periodically):
+Entry point for other modules (scoring calls it after a batch, beat calls it periodically):
 
     alerts_evaluate(*, entity_ids=None, topic_ids=None, rule_ids=None, at=None) -> EvaluationSummary
 
@@ -40,10 +40,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.errors import ServiceError
+from apps.sentiment import detection, selectors
+from apps.sentiment.detection import Detection, RuleSpec, Scope
 from apps.sentiment.models import Alert, AlertRule, Entity, Item, Notification, Score, Topic
 from apps.sentiment.services import delivery as delivery_services
-from apps.sentiment.services import detection
-from apps.sentiment.services.detection import Detection, RuleSpec, Scope
 
 logger = logging.getLogger(__name__)
 MAX_ITEMS = 20
@@ -84,7 +84,7 @@ def alerts_evaluate(
         return summary
     plan = _plan(rules, entity_set, topic_set)
     longest = max(RuleSpec.of(r).window_buckets for r in rules)
-    buckets = detection.load_hour_buckets(
+    buckets = selectors.load_hour_buckets(
         since=detection.floor_hour(at) - (longest - 1) * detection.HOUR,
         until=at,
         entity_ids=entity_set,
@@ -191,7 +191,7 @@ def _driving_items(rule: AlertRule, scope: Scope, found: Detection) -> list[int]
         Score.objects.filter(item=OuterRef("pk")).order_by("-created_at", "-id").values("score")[:1]
     )
     qs = (
-        Item.objects.filter(detection.active_scope_filter(*scope))
+        Item.objects.filter(selectors.active_scope_filter(*scope))
         .filter(published_at__gte=found.window_start, published_at__lte=found.window_end)
         .annotate(latest_score=Subquery(latest_score))
     )
@@ -392,7 +392,7 @@ def rule_backtest(
         raise ServiceError("A rule watches an entity or a topic (or every entity), not both.", field="topic")
     spec = RuleSpec(condition, threshold, window_minutes, min_count, cooldown_minutes)
     active = [] if entity or topic else Entity.objects.filter(active=True).values_list("id", flat=True)
-    result = detection.backtest(
+    result = selectors.backtest(
         spec,
         entity_id=entity.pk if entity else None,
         topic_id=topic.pk if topic else None,

@@ -161,9 +161,11 @@ def test_an_expected_failure_fails_with_its_message_and_no_traceback(run, reason
 def test_the_command_line_and_the_worker_end_a_job_the_same_way():
     from django.core.management import CommandError, call_command
 
-    with override_kinds(_kind("boom", f"{__name__}.boom_crash")):
-        with pytest.raises(CommandError, match="failed: RuntimeError: disk full"):
-            call_command("run_job", "boom")
+    with (
+        override_kinds(_kind("boom", f"{__name__}.boom_crash")),
+        pytest.raises(CommandError, match="failed: RuntimeError: disk full"),
+    ):
+        call_command("run_job", "boom")
     job = TrainingJob.objects.get(kind="boom")
     assert job.status == JobStatus.FAILED and job.error == "RuntimeError: disk full"
     assert "Traceback" in job.log_tail

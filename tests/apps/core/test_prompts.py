@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from apps.core import selectors
 from apps.core.errors import ServiceError
 from apps.core.models import PromptVersion
-from apps.core import selectors
 from apps.core.services import prompts as svc
 
 pytestmark = pytest.mark.django_db

@@ -9,9 +9,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.core.errors import ServiceError
+from apps.sentiment.detection import RuleSpec
 from apps.sentiment.models import Alert, AlertRule, Delivery, Notification
 from apps.sentiment.services import alerts as svc
-from apps.sentiment.services.detection import RuleSpec
 from tests.apps.sentiment import alert_factories as f
 
 pytestmark = pytest.mark.django_db
@@ -99,11 +99,11 @@ def test_a_race_to_fire_updates_the_winner():
         rule=rule, entity=ent, severity="warning", value=-1, fired_at=now, detail={}
     )
     # a pass that did not see the winner's alert tries to open its own
-    from apps.sentiment.services import detection
+    from apps.sentiment import detection, selectors
 
     spec = RuleSpec.of(rule)
     start = detection.window_start(spec, now)
-    rows = detection.load_hour_buckets(since=start, until=now)[(ent.pk, None)]
+    rows = selectors.load_hour_buckets(since=start, until=now)[(ent.pk, None)]
     found = detection.evaluate(spec, rows, start=start, end=now)
 
     assert svc.alert_fire(rule=rule, entity_id=ent.pk, topic_id=None, found=found, at=now) is None

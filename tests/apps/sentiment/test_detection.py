@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from apps.sentiment import detection, selectors
+from apps.sentiment.detection import BucketRow, RuleSpec
 from apps.sentiment.models import AlertRule
-from apps.sentiment.services import detection
-from apps.sentiment.services.detection import BucketRow, RuleSpec
 from tests.apps.sentiment import alert_factories as f
 
 C = AlertRule.Condition
@@ -131,7 +131,7 @@ def test_load_hour_buckets_groups_scopes_in_one_query(django_assert_num_queries)
     f.series(f.calm(3), end=T0, ent=b)
     f.series(f.calm(4), end=T0, top=t)
     with django_assert_num_queries(2):
-        rows = detection.load_hour_buckets(since=T0 - 2 * f.HOUR, until=T0)
+        rows = selectors.load_hour_buckets(since=T0 - 2 * f.HOUR, until=T0)
     assert [len(rows[(a.pk, None)]), len(rows[(b.pk, None)]), len(rows[(None, t.pk)])] == [3, 3, 3]
     assert rows[(a.pk, None)][0].start == T0 - 2 * f.HOUR  # oldest first
     assert rows[(a.pk, None)][0].baseline["mean_score"]["n"] == 2
@@ -155,13 +155,13 @@ def test_backtest_counts_each_episode_and_honours_cooldown():
     f.series(_history_with_drops(drops), end=now, ent=ent)
     first = now.replace(minute=0) - (30 * 24 - 1) * f.HOUR
 
-    no_cooldown = detection.backtest(
+    no_cooldown = selectors.backtest(
         RuleSpec(C.SCORE_DROP, 3, 60, 5, cooldown_minutes=0), entity_id=ent.pk, topic_id=None, now=now
     )
-    day_cooldown = detection.backtest(
+    day_cooldown = selectors.backtest(
         RuleSpec(C.SCORE_DROP, 3, 60, 5, cooldown_minutes=24 * 60), entity_id=ent.pk, topic_id=None, now=now
     )
-    too_strict = detection.backtest(
+    too_strict = selectors.backtest(
         RuleSpec(C.SCORE_DROP, 50, 60, 5, cooldown_minutes=0), entity_id=ent.pk, topic_id=None, now=now
     )
 
@@ -178,7 +178,7 @@ def test_backtest_of_an_all_entities_rule_reports_where_it_fired():
     quiet, loud = f.entity("QUIET"), f.entity("LOUD")
     f.series(f.calm(10 * 24), end=now, ent=quiet)
     f.series(_history_with_drops([100], hours=10 * 24), end=now, ent=loud)
-    result = detection.backtest(
+    result = selectors.backtest(
         RuleSpec(C.SCORE_DROP, 3, 60, 5),
         entity_id=None,
         topic_id=None,
@@ -187,3 +187,8 @@ def test_backtest_of_an_all_entities_rule_reports_where_it_fired():
     )
     assert result.scopes == 2
     assert [(fire.entity_id, fire.count) for fire in result.fires] == [(loud.pk, 12)]
+
+
+def test_the_condition_names_match_the_rule_model() -> None:
+    """The pure module names the conditions itself (it imports no models): they must stay the model's."""
+    assert set(detection.STATISTIC) == set(AlertRule.Condition.values)

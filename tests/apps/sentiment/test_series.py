@@ -8,9 +8,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.core.models import ModelVersion
+from apps.sentiment import series_math as series
 from apps.sentiment.models import Bucket, Entity, Item, Score, Source
-from apps.sentiment.services import series
-from apps.sentiment.services.series import ScoredItem, ewma_update, series_apply, series_rebuild, zscore
+from apps.sentiment.series_math import ewma_update, zscore
+from apps.sentiment.services.series import ScoredItem, series_apply, series_rebuild
 
 H0 = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -40,28 +40,28 @@ late rather than wrong.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-from django.db.models import Q
-from django.utils import timezone
-
-from apps.sentiment.models import AlertRule, Bucket
 
 HOUR = timedelta(hours=1)
 MIN_HISTORY = 3
 # Lowest window spread: only reached when the history carries no per-item variance (every item neutral).
 STD_FLOOR = {"mean_score": 0.02, "negative_share": 0.01, "positive_share": 0.01}
 MIN_ITEM_VAR = 0.01
-Condition = AlertRule.Condition
+# AlertRule.Condition's values (the model's choices), and the statistic each one watches.
+SCORE_DROP, SCORE_RISE, NEGATIVE_SHARE, VOLUME_SPIKE = (
+    "score_drop",
+    "score_rise",
+    "negative_share",
+    "volume_spike",
+)
 STATISTIC = {
-    Condition.SCORE_DROP: "mean_score",
-    Condition.SCORE_RISE: "mean_score",
-    Condition.NEGATIVE_SHARE: "negative_share",
-    Condition.VOLUME_SPIKE: "count",
+    SCORE_DROP: "mean_score",
+    SCORE_RISE: "mean_score",
+    NEGATIVE_SHARE: "negative_share",
+    VOLUME_SPIKE: "count",
 }
 Scope = tuple[int | None, int | None]  # (entity_id, topic_id)
 
@@ -87,7 +87,8 @@ class RuleSpec:
     cooldown_minutes: int = 0
 
     @classmethod
-    def of(cls, rule: AlertRule) -> RuleSpec:
+    def of(cls, rule: Any) -> RuleSpec:
+        """From anything with a rule's fields (a saved AlertRule, the editor's cleaned form)."""
         return cls(rule.condition, rule.threshold, rule.window_minutes, rule.min_count, rule.cooldown_minutes)
 
     @property
@@ -96,11 +97,11 @@ class RuleSpec:
 
     @property
     def statistic(self) -> str:
-        return STATISTIC[Condition(self.condition)]
+        return STATISTIC[str(self.condition)]
 
     @property
     def direction(self) -> int:
-        return -1 if self.condition == Condition.SCORE_DROP else 1
+        return -1 if self.condition == SCORE_DROP else 1
 
 
 @dataclass(frozen=True)
@@ -195,40 +196,6 @@ def evaluate(spec: RuleSpec, rows: Sequence[BucketRow], *, start: datetime, end:
     return Detection(fired, z, value, ewma, std, count, start, end, "" if fired else "under the threshold")
 
 
-# --- loading ------------------------------------------------------------------------------------------
-def _row(values: tuple[Any, ...]) -> BucketRow:
-    return BucketRow(values[2], values[3], values[4], values[5], values[6], values[7] or {})
-
-
-def load_hour_buckets(
-    *,
-    since: datetime,
-    until: datetime,
-    entity_ids: Iterable[int] | None = None,
-    topic_ids: Iterable[int] | None = None,
-    entities: bool = True,
-    topics: bool = True,
-) -> dict[Scope, list[BucketRow]]:
-    """Hour buckets per scope (entity-only and topic-only scopes) with start in [since, until], oldest first.
-
-    One query per kind of scope; `entity_ids` / `topic_ids` narrow it (None = every one).
-    """
-    fields = ("entity_id", "topic_id", "start", "count", "score_sum", "negative", "positive", "baseline")
-    base = Bucket.objects.filter(granularity=Bucket.Granularity.HOUR, start__gte=since, start__lte=until)
-    out: dict[Scope, list[BucketRow]] = defaultdict(list)
-    queries = []
-    if entities:
-        q = base.filter(topic__isnull=True, entity__isnull=False)
-        queries.append(q if entity_ids is None else q.filter(entity_id__in=list(entity_ids)))
-    if topics:
-        q = base.filter(entity__isnull=True, topic__isnull=False)
-        queries.append(q if topic_ids is None else q.filter(topic_id__in=list(topic_ids)))
-    for qs in queries:
-        for values in qs.order_by("start").values_list(*fields):
-            out[(values[0], values[1])].append(_row(values))
-    return out
-
-
 def rows_in_window(rows: Sequence[BucketRow], start: datetime, end: datetime) -> list[BucketRow]:
     return [r for r in rows if start <= r.start <= end]
 
@@ -304,41 +271,3 @@ def simulate_scope(
             opened.append(det)
         last_fired = evaluated_at
     return opened
-
-
-def backtest(
-    spec: RuleSpec,
-    *,
-    entity_id: int | None,
-    topic_id: int | None,
-    active_entity_ids: Iterable[int] = (),
-    days: int = 30,
-    now: datetime | None = None,
-) -> BacktestResult:
-    """How often a rule (saved or not) would have fired over the last `days` days, and where."""
-    until = now or timezone.now()
-    since = floor_hour(until) - timedelta(days=days)
-    scopes = rule_scopes(entity_id=entity_id, topic_id=topic_id, active_entity_ids=active_entity_ids)
-    loaded = load_hour_buckets(
-        since=since - (spec.window_buckets - 1) * HOUR,
-        until=until,
-        entity_ids=[e for e, _ in scopes if e is not None] if entity_id is not None else None,
-        topic_ids=[t for _, t in scopes if t is not None],
-        entities=topic_id is None,
-        topics=topic_id is not None,
-    )
-    result = BacktestResult(days=days, since=since, until=until, scopes=len(scopes))
-    for scope in scopes:
-        for det in simulate_scope(spec, loaded.get(scope, []), since=since, until=until):
-            result.fires.append(BacktestFire(det.window_end, scope[0], scope[1], det.z or 0.0, det.count))
-    result.fires.sort(key=lambda f: f.at)
-    return result
-
-
-def active_scope_filter(entity_id: int | None, topic_id: int | None) -> Q:
-    """The Item filter for a scope (used to find the items that drove an alert)."""
-    if entity_id is not None:
-        return Q(entities__id=entity_id)
-    if topic_id is not None:
-        return Q(item_topics__topic_id=topic_id)
-    return Q()
