@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -77,3 +78,13 @@ def train_fake(out: Path) -> Path:
             os.environ["ML_BACKEND"] = before
     write_seen_texts(out, texts)
     return out
+
+
+def tfns_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A file in the tweet data set's format (text, label code)."""
+    code = {"negative": "0", "positive": "1", "neutral": "2"}
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows((text, code[label]) for text, label in rows)
+    return path

@@ -67,9 +67,7 @@ def test_without_an_active_model_items_wait(source: Source, db: None) -> None:
 def test_ingestion_queues_scoring_after_commit(active: ModelVersion, source: Source,
                                                django_capture_on_commit_callbacks: Any) -> None:  # fmt: skip
     with django_capture_on_commit_callbacks(execute=True):
-        report = ingest.items_ingest(
-            source=source, records=[ItemRecord(text="Orion raises its dividend")]
-        )
+        report = ingest.items_ingest(source=source, records=[ItemRecord(text="Orion raises its dividend")])
     assert Score.objects.filter(item_id__in=report.item_ids, model_version=active).count() == 1
 
 
@@ -150,8 +148,7 @@ def test_a_negative_burst_fires_an_alert_through_the_scoring_task(
     calm = [ItemRecord(text=f"Nokia has offices in Helsinki and {city}", published_at=now - (i + 1) * timedelta(hours=1))
             for i, city in enumerate(cities)]  # fmt: skip
     burst = [
-        ItemRecord(text=f"Nokia shares plunge as sales collapse ({n})", published_at=now)
-        for n in range(6)
+        ItemRecord(text=f"Nokia shares plunge as sales collapse ({n})", published_at=now) for n in range(6)
     ]
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -6,7 +6,6 @@ real: the same training code, the same artifact format and the same inference pa
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from apps.core.services.registry import model_version_register
 from apps.sentiment.models import Score, Source
 from apps.sentiment.services import ingest, scoring
 from apps.sentiment.services.training import LABELS
-from tests.apps.sentiment.scoring_data import COMPANIES, ingest_texts, sentences, train_tiny
+from tests.apps.sentiment.scoring_data import COMPANIES, ingest_texts, sentences, tfns_csv, train_tiny
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
@@ -67,21 +66,12 @@ def test_auto_backend_agrees_with_fp32(active: ModelVersion, settings: Any) -> N
         assert scoring.signed_score(a) == pytest.approx(scoring.signed_score(b), abs=0.15)
 
 
-def _tfns_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
-    code = {"negative": "0", "positive": "1", "neutral": "2"}
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        writer.writerows((text, code[label]) for text, label in rows)
-    return path
-
-
 def test_sentiment_eval_prints_the_contract_json_and_leaves_out_seen_texts(
     active: ModelVersion, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     unseen_texts, unseen_labels = sentences(COMPANIES[6:])
     seen_texts, seen_labels = sentences(COMPANIES[:1])
-    path = _tfns_csv(
+    path = tfns_csv(
         tmp_path / "valid.csv", list(zip(unseen_texts + seen_texts, unseen_labels + seen_labels, strict=True))
     )
 

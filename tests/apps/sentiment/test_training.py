@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from apps.sentiment.services.training import (
     held_out,
     load_training_data,
 )
+from tests.apps.sentiment.scoring_data import tfns_csv
 
 PHRASEBANK = Path(settings.DATA_DIR) / "financial_phrasebank" / "Sentences_50Agree.txt"
 needs_phrasebank = pytest.mark.skipif(not PHRASEBANK.is_file(), reason="PhraseBank is not under DATA_DIR")
@@ -43,10 +43,10 @@ def test_phrasebank_training_never_sees_the_evaluation_sentences() -> None:
 
 
 def test_tweets_are_evaluated_on_the_validation_file(tmp_path: Path) -> None:
-    train = _tfns(
+    train = tfns_csv(
         tmp_path / "sent_train.csv", [("up", "positive"), ("down", "negative"), ("flat", "neutral")]
     )
-    _tfns(tmp_path / "sent_valid.csv", [("higher", "positive")])
+    tfns_csv(tmp_path / "sent_valid.csv", [("higher", "positive")])
     data = load_training_data({"tfns": str(train)})
     assert data.texts == ["up", "down", "flat"] and data.eval_sets["tfns"] == (["higher"], ["positive"])
 
@@ -59,7 +59,7 @@ def validate(params: dict[str, object], *, trusted: bool = False) -> dict[str, o
 
 
 def test_parameters_are_validated(tmp_path: Path) -> None:
-    outside = _tfns(tmp_path / "sent_train.csv", [("up", "positive")])
+    outside = tfns_csv(tmp_path / "sent_train.csv", [("up", "positive")])
     with pytest.raises(ServiceError, match="only read files under DATA_DIR"):
         validate({"tfns": str(outside)})  # from the dashboard or the API
     assert validate({"tfns": str(outside)}, trusted=True)["tfns"] == str(outside)
@@ -115,13 +115,6 @@ def test_bootstrap_queues_one_first_training_job(db: None) -> None:
 
 
 # --- promote only if better (real training, a few steps) -----------------------------------------------
-def _tfns(path: Path, rows: list[tuple[str, str]]) -> Path:
-    code = {"negative": "0", "positive": "1", "neutral": "2"}
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        writer.writerows((text, code[label]) for text, label in rows)
-    return path
 
 
 def _train(capsys: pytest.CaptureFixture[str], train: Path, *extra: str) -> dict[str, Any]:
@@ -139,9 +132,9 @@ def test_a_new_version_is_promoted_only_if_it_beats_the_active_one(
 
     monkeypatch.setenv("ML_THREADS", "1")
     texts, labels = sentences(COMPANIES[:6])
-    train = _tfns(tmp_path / "sent_train.csv", list(zip(texts, labels, strict=True)))
+    train = tfns_csv(tmp_path / "sent_train.csv", list(zip(texts, labels, strict=True)))
     texts, labels = sentences(COMPANIES[6:])
-    _tfns(tmp_path / "sent_valid.csv", list(zip(texts, labels, strict=True)))
+    tfns_csv(tmp_path / "sent_valid.csv", list(zip(texts, labels, strict=True)))
 
     weak = _train(capsys, train, "--max-steps", "1")
     assert weak["active"] is True and weak["version"] == 1  # the first version is always activated
