@@ -128,7 +128,7 @@ def _train(capsys: pytest.CaptureFixture[str], train: Path, *extra: str) -> dict
 def test_a_new_version_is_promoted_only_if_it_beats_the_active_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.apps.sentiment.test_scoring import COMPANIES, sentences
+    from tests.apps.sentiment.scoring_data import COMPANIES, sentences
 
     monkeypatch.setenv("ML_THREADS", "1")
     texts, labels = sentences(COMPANIES[:6])
