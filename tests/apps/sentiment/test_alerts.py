@@ -252,14 +252,14 @@ def test_alerts_fire_on_buckets_built_by_the_series_service():
 
 def test_beat_runs_the_evaluation_and_the_delivery_sweeper():
     from apps.celery import app
-    from apps.sentiment import tasks as alert_tasks
+    from apps.sentiment import tasks
 
     schedule = app.conf.beat_schedule
-    assert schedule["sentiment-alerts-evaluate"]["task"] == alert_tasks.evaluate_alerts.name
-    assert schedule["sentiment-deliveries-sweep"]["task"] == alert_tasks.sweep_deliveries.name
+    assert schedule["sentiment-alerts-evaluate"]["task"] == tasks.evaluate_alerts.name
+    assert schedule["sentiment-deliveries-sweep"]["task"] == tasks.sweep_deliveries.name
     assert schedule["sentiment-deliveries-sweep"]["schedule"] <= timedelta(minutes=1)
     # the task takes plain ids, as the ingestion side passes them after a batch
     now = timezone.now()
     ent, _ = dropping_entity(now=now)
     f.rule(entity=ent)
-    assert alert_tasks.evaluate_alerts.delay(entity_ids=[ent.pk]).get()["fired"] == 1
+    assert tasks.evaluate_alerts.delay(entity_ids=[ent.pk]).get()["fired"] == 1
