@@ -49,7 +49,7 @@ DEFAULT_FILES = {
     "phrasebank": "financial_phrasebank/Sentences_50Agree.txt",
     "tfns": "twitter_financial_news_sentiment/sent_train.csv",
 }
-# Chosen on the validation split carved from the training data (see the report in the README section).
+# Chosen on the validation split carved from the training data (see docs/models/sentiment.md).
 DEFAULTS: dict[str, Any] = {
     # Validation macro-F1 still rose in the 5th epoch (best step 3,550 of 3,550: 0.827), but 8 epochs
     # validated lower (unweighted + bias, cross-fitted accuracy 0.851 at the end against 0.864 for 5; its best
@@ -69,12 +69,12 @@ DEFAULTS: dict[str, Any] = {
 # What the model reads of a text (ml.text.PREPROCESSORS): no links. A shortened link is 17 word pieces of
 # noise on average (a mean tweet is 28 tokens with its link, 20 without). Chosen on the validation split over
 # keeping links (macro-F1 0.820, 4 epochs) and over marking them with the word "http" (0.822 with label
-# smoothing 0.1): stripped, 0.827 (see the README's sentiment section).
+# smoothing 0.1): stripped, 0.827 (see docs/models/sentiment.md).
 TEXT_PREPROCESS = "strip-links"
 # The model is the weight average ("soup") of two fine-tunes from the same start, one with a class-weighted
 # loss and one without, with a bias per class fitted on the validation split. Chosen on the validation split
 # (cross-fitted macro-F1 0.834 vs 0.832 and 0.830 for the two fine-tunes alone, accuracy 0.865 vs 0.865 and
-# 0.864: a small margin; see the README's sentiment section). The soup is greedy (ml.training.classifier
+# 0.864: a small margin; see docs/models/sentiment.md). The soup is greedy (ml.training.classifier
 # ._greedy_soup): the model is the average only if that validates at least as well as the better fine-tune
 # alone. Four ingredients (adding one at 0.7 of the learning rate and one with label smoothing 0.1; the greedy
 # soup kept the weighted one and the smoothed one) validated at 0.870 / 0.837: a gain under the split's
