@@ -25,6 +25,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -42,20 +43,24 @@ from apps.sentiment.services.delivery import channel_label
 from apps.sentiment.services.entities import entity_upsert
 
 # --- serializers --------------------------------------------------------------------------------------
-# The schema of a pushed item, built from the table the push service validates against (one definition).
+# The schema of a push request, built from the constants and the field table the push service validates
+# against (services/uploads.py), so the two cannot disagree. Documentation only: the service validates, so
+# that a bad item is rejected alone, with its index.
 PushItemSerializer = type(
     "PushItemSerializer",
     (serializers.Serializer,),
     {
-        name: serializers.CharField(required=False, allow_blank=True, help_text=help_text)
+        name: serializers.CharField(required=False, allow_blank=True, allow_null=True, help_text=help_text)
         for name, help_text in uploads.PUSH_FIELDS.items()
     },
 )
 
 
 class PushSerializer(serializers.Serializer):
-    source = serializers.CharField(required=False, default="api", max_length=200)  # type: ignore[assignment]
-    items = PushItemSerializer(many=True)
+    source = serializers.CharField(  # type: ignore[assignment]
+        required=False, default="api", max_length=uploads.SOURCE_NAME_MAX_CHARS
+    )
+    items = serializers.ListField(child=PushItemSerializer(), min_length=1, max_length=uploads.PUSH_MAX_ITEMS)
 
 
 class IngestReportSerializer(serializers.Serializer):
@@ -171,6 +176,13 @@ def _series_response(entity: Entity | None, topic: Topic | None, request: Reques
     )
 
 
+def _entity_or_404(ticker: str) -> Entity:
+    entity = selectors.entity_by_ticker(ticker)
+    if entity is None:
+        raise NotFound(f"no entity with ticker {ticker!r}")
+    return entity
+
+
 # --- views --------------------------------------------------------------------------------------------
 class ItemListView(APIView):
     permission_classes = [IsAuthenticated, require("sentiment.view_item", "sentiment.add_item")]
@@ -179,7 +191,7 @@ class ItemListView(APIView):
     def get(self, request: Request) -> Response:
         entity = None
         if ticker := request.query_params.get("ticker"):
-            entity = get_object_or_404(Entity, ticker=ticker.upper().lstrip("$"))
+            entity = _entity_or_404(ticker)
         try:
             limit = max(1, min(200, int(request.query_params.get("limit", 50))))
         except ValueError:
@@ -191,10 +203,7 @@ class ItemListView(APIView):
         body = request.data
         if not isinstance(body, dict):
             raise ServiceError("the body must be a JSON object with an `items` list")
-        source = body.get("source") or "api"
-        if not isinstance(source, str):
-            raise ServiceError("source must be a string", field="source")
-        report = uploads.items_push(source_name=source, items=body.get("items"))
+        report = uploads.items_push(source_name=body.get("source"), items=body.get("items"))
         accepted = report.created + report.duplicates
         payload = report.as_dict()
         if not accepted:
@@ -240,10 +249,7 @@ class EntitySeriesView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request, ticker: str) -> Response:
-        entity = selectors.entity_by_ticker(ticker)
-        if entity is None:
-            return Response({"detail": f"no entity with ticker {ticker!r}"}, status=status.HTTP_404_NOT_FOUND)
-        return _series_response(entity, None, request)
+        return _series_response(_entity_or_404(ticker), None, request)
 
 
 class SeriesView(APIView):
@@ -251,18 +257,13 @@ class SeriesView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request: Request) -> Response:
-        topic = None
+        topic = entity = None
         if slug := request.query_params.get("topic"):
-            topic = Topic.objects.filter(slug=slug).first()
+            topic = selectors.topic_by_slug(slug)
             if topic is None:
-                return Response({"detail": f"no topic {slug!r}"}, status=status.HTTP_404_NOT_FOUND)
-        entity = None
+                raise NotFound(f"no topic {slug!r}")
         if ticker := request.query_params.get("ticker"):
-            entity = selectors.entity_by_ticker(ticker)
-            if entity is None:
-                return Response(
-                    {"detail": f"no entity with ticker {ticker!r}"}, status=status.HTTP_404_NOT_FOUND
-                )
+            entity = _entity_or_404(ticker)
         return _series_response(entity, topic, request)
 
 
@@ -340,7 +341,7 @@ class AlertListView(APIView):
             return Response({"detail": f"status is one of {', '.join(selectors.ALERT_FILTERS)}"}, status=400)
         entity = None
         if ticker := request.query_params.get("ticker"):
-            entity = get_object_or_404(Entity, ticker=ticker.upper())
+            entity = _entity_or_404(ticker)
         try:
             limit = max(1, min(int(request.query_params.get("limit", 50)), 200))
         except ValueError:

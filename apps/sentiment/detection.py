@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from apps.sentiment.series_math import Scope
+
 HOUR = timedelta(hours=1)
 MIN_HISTORY = 3
 # Lowest window spread: only reached when the history carries no per-item variance (every item neutral).
@@ -63,7 +65,6 @@ STATISTIC = {
     NEGATIVE_SHARE: "negative_share",
     VOLUME_SPIKE: "count",
 }
-Scope = tuple[int | None, int | None]  # (entity_id, topic_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Series maths (no database): EWMA baselines of a scope's buckets and z-scores against them.
+"""Series maths (no database): what scored items add to each bucket, EWMA baselines of a scope's buckets, and
+z-scores against them.
 
 Each scope (an entity, a topic, or "all") has a Bucket per hour and per day (apps/sentiment/services/series.py
 stores them); each bucket carries a rolling EWMA baseline of the buckets before it.
@@ -32,6 +33,8 @@ Bucket.baseline (the contract with detection), a JSON object:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -43,6 +46,55 @@ STATS = ("count", "mean_score", "negative_share", "positive_share")
 MAX_GAP_FOLD = 24 * 14
 # Variance floors for z-scores, so a flat history does not turn a tiny move into a huge z.
 VAR_FLOOR = {"mean_score": 0.1**2, "negative_share": 0.05**2, "positive_share": 0.05**2}
+
+
+Scope = tuple[int | None, int | None]  # (entity_id, topic_id); (None, None) is "all"
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """What the series reads of a scored item."""
+
+    published_at: datetime
+    label: str
+    score: float
+    entity_ids: tuple[int, ...] = ()
+    topic_ids: tuple[int, ...] = ()
+
+
+@dataclass
+class Delta:
+    """What a batch adds to one bucket."""
+
+    count: int = 0
+    score_sum: float = 0.0
+    negative: int = 0
+    positive: int = 0
+
+
+def item_scopes(item: ScoredItem) -> list[Scope]:
+    """The scopes an item counts in: all, each of its entities, each of its topics (each once)."""
+    return [
+        (None, None),
+        *((e, None) for e in dict.fromkeys(item.entity_ids)),
+        *((None, t) for t in dict.fromkeys(item.topic_ids)),
+    ]
+
+
+def bucket_deltas(items: Iterable[ScoredItem]) -> dict[tuple[Scope, str, datetime], Delta]:
+    """What `items` add to each (scope, granularity, bucket start)."""
+    out: dict[tuple[Scope, str, datetime], Delta] = {}
+    for item in items:
+        scopes = item_scopes(item)
+        for granularity in GRANULARITIES:
+            start = floor_time(item.published_at, granularity)
+            for scope in scopes:
+                acc = out.setdefault((scope, granularity, start), Delta())
+                acc.count += 1
+                acc.score_sum += item.score
+                acc.negative += item.label == "negative"
+                acc.positive += item.label == "positive"
+    return out
 
 
 class Period(Protocol):

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 from apps.core.errors import ServiceError
 from apps.sentiment import selectors
 from apps.sentiment.forms import AlertRuleForm, CsvUploadForm
-from apps.sentiment.models import Alert, AlertRule, Entity
+from apps.sentiment.models import Alert, AlertRule
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import ingest, uploads
 from apps.sentiment.services.delivery import channel_label
@@ -47,7 +47,9 @@ def index(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("sentiment.view_entity", raise_exception=True)
 def entity_detail(request: HttpRequest, ticker: str) -> HttpResponse:
-    entity = get_object_or_404(Entity, ticker=ticker.upper())
+    entity = selectors.entity_by_ticker(ticker)
+    if entity is None:
+        raise Http404(f"No entity with ticker {ticker!r}.")
     try:
         days = int(request.GET.get("days", 7))
     except ValueError:
@@ -92,7 +94,7 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _alert_action(request: HttpRequest, pk: int, action: Any, done: str) -> HttpResponse:
-    alert = get_object_or_404(Alert.objects.select_related("rule", "entity", "topic"), pk=pk)
+    alert = get_object_or_404(selectors.alerts(status="all"), pk=pk)
     error = ""
     try:
         alert = action(alert=alert, user=request.user)
@@ -149,7 +151,7 @@ def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     if form.is_valid():
         try:
             if request.POST.get("action") == "backtest":
-                context["backtest"] = alert_services.rule_backtest(**form.backtest_params())
+                context["backtest"] = selectors.rule_backtest(**form.backtest_params())
             else:
                 saved = (
                     alert_services.rule_update(rule=rule, **form.cleaned_data)

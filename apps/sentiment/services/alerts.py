@@ -35,19 +35,18 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.errors import ServiceError
 from apps.sentiment import detection, selectors
-from apps.sentiment.detection import Detection, RuleSpec, Scope
-from apps.sentiment.models import Alert, AlertRule, Entity, Item, Notification, Score, Topic
+from apps.sentiment.detection import Detection, RuleSpec
+from apps.sentiment.models import Alert, AlertRule, Notification
+from apps.sentiment.selectors import OPEN, AlertKey
+from apps.sentiment.series_math import Scope
 from apps.sentiment.services import delivery as delivery_services
 
 logger = logging.getLogger(__name__)
-MAX_ITEMS = 20
-OPEN = (Alert.Status.FIRED, Alert.Status.ACKNOWLEDGED)
 
 
 @dataclass
@@ -75,10 +74,7 @@ def alerts_evaluate(
     at = at or timezone.now()
     entity_set = None if entity_ids is None else set(entity_ids)
     topic_set = None if topic_ids is None else set(topic_ids)
-    rules = list(AlertRule.objects.filter(enabled=True))
-    if rule_ids is not None:
-        wanted = set(rule_ids)
-        rules = [r for r in rules if r.pk in wanted]
+    rules = selectors.rules_enabled(rule_ids=rule_ids)
     summary = EvaluationSummary(rules=len(rules))
     if not rules:
         return summary
@@ -92,10 +88,10 @@ def alerts_evaluate(
         entities=any(s[0] is not None for _, scopes in plan for s in scopes),
         topics=any(s[1] is not None for _, scopes in plan for s in scopes),
     )
-    open_alerts = _open_alerts(rules)
-    last_resolved = _last_resolutions(rules, at)
+    open_alerts = selectors.alerts_open_by_key(rules=rules)
+    last_resolved = selectors.alerts_last_resolved(rules=rules, at=at)
     # One transaction for the pass's writes: on SQLite each commit is a disk sync, and a pass that fails
-    # half-way leaves nothing half-done (the next pass redoes it). Deliveries are enqueued after the commit.
+    # midway leaves nothing partly written (the next pass redoes it). Deliveries are enqueued after the commit.
     with transaction.atomic():
         for rule, scopes in plan:
             _evaluate_rule(rule, scopes, buckets, open_alerts, last_resolved, at, summary)
@@ -106,7 +102,7 @@ def _plan(
     rules: list[AlertRule], entity_set: set[int] | None, topic_set: set[int] | None
 ) -> list[tuple[AlertRule, list[Scope]]]:
     needs_all = any(r.entity_id is None and r.topic_id is None for r in rules)
-    active = list(Entity.objects.filter(active=True).values_list("id", flat=True)) if needs_all else []
+    active = selectors.entities_active_ids() if needs_all else []
     if entity_set is not None:
         active = [e for e in active if e in entity_set]
     plan = []
@@ -124,39 +120,12 @@ def _plan(
     return plan
 
 
-def _open_alerts(rules: list[AlertRule]) -> dict[tuple[int, int | None, int | None], Alert]:
-    by_id = {r.pk: r for r in rules}
-    out = {}
-    for alert in Alert.objects.filter(rule_id__in=by_id, status__in=OPEN):
-        alert.rule = by_id[alert.rule_id]
-        out[(alert.rule_id, alert.entity_id, alert.topic_id)] = alert
-    return out
-
-
-def _last_resolutions(
-    rules: list[AlertRule], at: datetime
-) -> dict[tuple[int, int | None, int | None], datetime]:
-    longest = max(r.cooldown_minutes for r in rules)
-    if longest == 0:
-        return {}
-    rows = (
-        Alert.objects.filter(
-            rule_id__in=[r.pk for r in rules],
-            status=Alert.Status.RESOLVED,
-            resolved_at__gte=at - timedelta(minutes=longest),
-        )
-        .values("rule_id", "entity_id", "topic_id")
-        .annotate(last=Max("resolved_at"))
-    )
-    return {(r["rule_id"], r["entity_id"], r["topic_id"]): r["last"] for r in rows}
-
-
 def _evaluate_rule(
     rule: AlertRule,
     scopes: list[Scope],
     buckets: dict[Scope, list[detection.BucketRow]],
-    open_alerts: dict[tuple[int, int | None, int | None], Alert],
-    last_resolved: dict[tuple[int, int | None, int | None], datetime],
+    open_alerts: dict[AlertKey, Alert],
+    last_resolved: dict[AlertKey, datetime],
     at: datetime,
     summary: EvaluationSummary,
 ) -> None:
@@ -182,27 +151,6 @@ def _evaluate_rule(
             summary.fired += int(created is not None)
         elif alert is not None and _alert_clear(alert=alert, at=at):
             summary.resolved += 1
-
-
-def _driving_items(rule: AlertRule, scope: Scope, found: Detection) -> list[int]:
-    """The items of the window behind the alert: the most negative for a drop or a negative share, the most
-    positive for a rise, the latest for a volume spike."""
-    latest_score = (
-        Score.objects.filter(item=OuterRef("pk")).order_by("-created_at", "-id").values("score")[:1]
-    )
-    qs = (
-        Item.objects.filter(selectors.active_scope_filter(*scope))
-        .filter(published_at__gte=found.window_start, published_at__lte=found.window_end)
-        .annotate(latest_score=Subquery(latest_score))
-    )
-    order: list[Any]
-    if rule.condition in (AlertRule.Condition.SCORE_DROP, AlertRule.Condition.NEGATIVE_SHARE):
-        order = [F("latest_score").asc(nulls_last=True), "-published_at"]
-    elif rule.condition == AlertRule.Condition.SCORE_RISE:
-        order = [F("latest_score").desc(nulls_last=True), "-published_at"]
-    else:
-        order = ["-published_at"]
-    return list(qs.order_by(*order).values_list("pk", flat=True)[:MAX_ITEMS])
 
 
 def _detail(
@@ -233,7 +181,10 @@ def alert_fire(
                 detail=_detail(spec, found, at),
                 fired_at=at,
             )
-            alert.items.set(_driving_items(rule, (entity_id, topic_id), found))
+            items = selectors.alert_driving_items(
+                condition=rule.condition, entity_id=entity_id, topic_id=topic_id, found=found
+            )
+            alert.items.set(items)
             delivery_services.deliveries_create(alert=alert, event="fired")
     except IntegrityError:
         scope: dict[str, Any] = {"entity_id": entity_id, "topic_id": topic_id}  # None matches IS NULL
@@ -258,7 +209,10 @@ def _alert_refresh(*, alert: Alert, spec: RuleSpec, found: Detection, at: dateti
     alert.detail = _detail(spec, found, at, alert.detail)
     alert.save(update_fields=["value", "detail"])
     if window_moved:
-        alert.items.set(_driving_items(alert.rule, (alert.entity_id, alert.topic_id), found))
+        items = selectors.alert_driving_items(
+            condition=alert.rule.condition, entity_id=alert.entity_id, topic_id=alert.topic_id, found=found
+        )
+        alert.items.set(items)
 
 
 def _alert_clear(*, alert: Alert, at: datetime) -> bool:
@@ -373,33 +327,3 @@ def rule_update(*, rule: AlertRule, **fields: Any) -> AlertRule:
 
 def rule_delete(*, rule: AlertRule) -> None:
     rule.delete()
-
-
-def rule_backtest(
-    *,
-    condition: str,
-    threshold: float,
-    window_minutes: int,
-    min_count: int,
-    cooldown_minutes: int = 0,
-    entity: Entity | None = None,
-    topic: Topic | None = None,
-    days: int = 30,
-    now: datetime | None = None,
-) -> detection.BacktestResult:
-    """How often a rule with these settings would have fired in the last `days` days (nothing is saved)."""
-    if entity is not None and topic is not None:
-        raise ServiceError("A rule watches an entity or a topic (or every entity), not both.", field="topic")
-    spec = RuleSpec(condition, threshold, window_minutes, min_count, cooldown_minutes)
-    active = [] if entity or topic else Entity.objects.filter(active=True).values_list("id", flat=True)
-    result = selectors.backtest(
-        spec,
-        entity_id=entity.pk if entity else None,
-        topic_id=topic.pk if topic else None,
-        active_entity_ids=active,
-        days=days,
-        now=now,
-    )
-    fired = {fire.entity_id for fire in result.fires if fire.entity_id is not None}
-    result.labels = dict(Entity.objects.filter(pk__in=fired).values_list("pk", "ticker"))
-    return result

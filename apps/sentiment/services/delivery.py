@@ -10,8 +10,8 @@ Every alert event ("fired", "resolved") writes a dashboard `Notification` (it ca
 row per channel, sent by the task `sentiment.delivery_send` right after the transaction commits. A failed
 attempt is logged as a `DeliveryAttempt` (status code, error, duration) and the delivery is retried after
 SENTIMENT_DELIVERY_BASE_DELAY * 2**(attempt - 1) seconds (30 s, 1 min, 2 min, ... capped at
-SENTIMENT_DELIVERY_MAX_DELAY), up to SENTIMENT_DELIVERY_MAX_ATTEMPTS attempts; the periodic sweeper `sentiment.deliveries_sweep` re-sends whatever is due, so a worker restart or a
-lost message loses nothing. Network errors, timeouts, HTTP 408, 429 and 5xx are retried; other 4xx answers
+SENTIMENT_DELIVERY_MAX_DELAY), up to SENTIMENT_DELIVERY_MAX_ATTEMPTS attempts; the periodic sweeper
+`sentiment.deliveries_sweep` re-sends whatever is due, so a worker restart or a lost message loses nothing. Network errors, timeouts, HTTP 408, 429 and 5xx are retried; other 4xx answers
 (a wrong URL, a rejected signature) fail at once. A delivery that fails for good leaves a notification saying
 so; the alert itself is a row and is never lost.
 
@@ -65,6 +65,7 @@ from django.utils import timezone
 
 from apps.core.errors import ServiceError
 from apps.sentiment.models import Alert, AlertRule, Delivery, DeliveryAttempt, Notification
+from apps.sentiment.selectors import DELIVERY_WAITING
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,6 @@ REPLAY_WINDOW = 300
 SIGNATURE_HEADER = "X-Contexta-Signature"
 TIMESTAMP_HEADER = "X-Contexta-Timestamp"
 CHANNEL_TYPES = ("email", "webhook", "slack")
-PENDING = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
 
 
 # --- signing ------------------------------------------------------------------------------------------
@@ -380,7 +380,7 @@ def delivery_send(*, delivery_id: int, now: datetime | None = None) -> Delivery 
     The claim moves next_attempt_at a lease ahead, so a worker that dies mid-send is retried by the sweeper."""
     now = now or timezone.now()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    claimed = Delivery.objects.filter(due, pk=delivery_id, status__in=PENDING).update(
+    claimed = Delivery.objects.filter(due, pk=delivery_id, status__in=DELIVERY_WAITING).update(
         next_attempt_at=now + timedelta(seconds=settings.SENTIMENT_DELIVERY_LEASE)
     )
     if not claimed:

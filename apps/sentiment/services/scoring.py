@@ -19,8 +19,10 @@ from django.db import IntegrityError, transaction
 
 from apps.core.models import ModelVersion
 from apps.core.selectors import active_version
-from apps.sentiment.models import Item, ItemEntity, ItemTopic, Score
-from apps.sentiment.services.series import ScoredItem, series_apply
+from apps.sentiment import selectors
+from apps.sentiment.models import Item, Score
+from apps.sentiment.series_math import ScoredItem
+from apps.sentiment.services.series import series_apply
 
 logger = logging.getLogger(__name__)
 
@@ -137,16 +139,9 @@ def _series_items(
 ) -> list[ScoredItem]:
     """The time-series view of freshly stored scores (items first scored by this version only)."""
     ids = [s.item_id for s in stored]
-    rescored = set(
-        Score.objects.filter(item_id__in=ids).exclude(model_version=version).values_list("item_id", flat=True)
-    )
-    entities: dict[int, list[int]] = {}
-    for item_id, entity_id in ItemEntity.objects.filter(item_id__in=ids).values_list("item_id", "entity_id"):
-        entities.setdefault(item_id, []).append(entity_id)
-    topics: dict[int, list[int]] = {}
-    for item_id, topic_id in ItemTopic.objects.filter(item_id__in=ids).values_list("item_id", "topic_id"):
-        topics.setdefault(item_id, []).append(topic_id)
-    batch = [
+    rescored = selectors.items_scored_by_others(item_ids=ids, version=version)
+    entities, topics = selectors.item_scope_ids(ids)
+    return [
         ScoredItem(
             published_at=published[s.item_id],
             label=s.label,
@@ -157,4 +152,3 @@ def _series_items(
         for s in stored
         if s.item_id not in rescored
     ]
-    return batch

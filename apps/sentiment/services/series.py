@@ -14,7 +14,6 @@ an old hour re-derives the later baselines, so they never go stale).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,26 +21,20 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
 from apps.core.db import update_rows
-from apps.sentiment.models import Bucket, ItemEntity, ItemTopic, Score
+from apps.sentiment import selectors
+from apps.sentiment.models import Bucket
 from apps.sentiment.series_math import (
     GRANULARITIES,
     PERIOD,
+    Scope,
+    ScoredItem,
+    bucket_deltas,
     floor_time,
     initial_baseline,
+    item_scopes,
     next_baseline,
     periods_between,
 )
-
-Scope = tuple[int | None, int | None]  # (entity_id, topic_id)
-
-
-@dataclass(frozen=True)
-class ScoredItem:
-    published_at: datetime
-    label: str
-    score: float
-    entity_ids: tuple[int, ...] = ()
-    topic_ids: tuple[int, ...] = ()
 
 
 def _refresh_derived(bucket: Bucket) -> None:
@@ -56,24 +49,6 @@ def _scope(scope: Scope) -> dict[str, Any]:
 
 
 # --- writes ---------------------------------------------------------------------------------------------
-def _deltas(items: Iterable[ScoredItem]) -> dict[tuple[Scope, str, datetime], list[float]]:
-    out: dict[tuple[Scope, str, datetime], list[float]] = {}
-    for item in items:
-        scopes: list[Scope] = [(None, None)]
-        scopes += [(e, None) for e in dict.fromkeys(item.entity_ids)]
-        scopes += [(None, t) for t in dict.fromkeys(item.topic_ids)]
-        neg, pos = float(item.label == "negative"), float(item.label == "positive")
-        for granularity in GRANULARITIES:
-            start = floor_time(item.published_at, granularity)
-            for scope in scopes:
-                acc = out.setdefault((scope, granularity, start), [0.0, 0.0, 0.0, 0.0])
-                acc[0] += 1
-                acc[1] += item.score
-                acc[2] += neg
-                acc[3] += pos
-    return out
-
-
 COUNT_FIELDS = [
     "count",
     "score_sum",
@@ -83,9 +58,8 @@ COUNT_FIELDS = [
     "negative_share",
     "positive_share",
 ]
-LOOKBACK_PERIODS = (
-    6  # fetched with the touched buckets, so the previous bucket usually comes in the same query
-)
+# Fetched with the touched buckets, so the previous bucket usually comes in the same query.
+LOOKBACK_PERIODS = 6
 
 
 def _scopes_q(scopes: Iterable[Scope]) -> Q:
@@ -138,18 +112,18 @@ def series_apply(*, items: Sequence[ScoredItem]) -> int:
     A handful of queries per granularity whatever the batch size: read the touched buckets, create the
     missing ones, update them, then read each touched scope's recent buckets once to re-derive baselines.
     """
-    deltas = _deltas(items)
+    deltas = bucket_deltas(items)
     for granularity in GRANULARITIES:
         keys = {(scope, start): acc for (scope, g, start), acc in deltas.items() if g == granularity}
         if not keys:
             continue
         buckets = _locked_buckets(granularity, keys)
-        for key, (count, score_sum, neg, pos) in keys.items():
+        for key, delta in keys.items():
             bucket = buckets[key]
-            bucket.count += int(count)
-            bucket.score_sum += score_sum
-            bucket.negative += int(neg)
-            bucket.positive += int(pos)
+            bucket.count += delta.count
+            bucket.score_sum += delta.score_sum
+            bucket.negative += delta.negative
+            bucket.positive += delta.positive
             _refresh_derived(bucket)
         update_rows(list(buckets.values()), COUNT_FIELDS)
         earliest: dict[Scope, datetime] = {}
@@ -226,41 +200,12 @@ def series_rebuild(*, version_id: int, start: datetime, end: datetime) -> dict[s
         ((e, t), g) for e, t, g in old.values_list("entity_id", "topic_id", "granularity")
     }
     deleted, _ = old.delete()
-    items = list(_scored_items(version_id, start, end))
+    items = selectors.scored_items(version_id=version_id, start=start, end=end)
     created = series_apply(items=items) if items else 0
     for item in items:
-        for scope in [
-            (None, None),
-            *((e, None) for e in item.entity_ids),
-            *((None, t) for t in item.topic_ids),
-        ]:
+        for scope in item_scopes(item):
             touched.update((scope, g) for g in GRANULARITIES)
     for granularity in GRANULARITIES:
         scopes = {scope: start for scope, g in touched if g == granularity}
         recompute_baselines_many(granularity=granularity, since=scopes)
     return {"deleted": deleted, "buckets": created, "items": len(items)}
-
-
-def _scored_items(version_id: int, start: datetime, end: datetime) -> Iterable[ScoredItem]:
-    rows = list(
-        Score.objects.filter(
-            model_version_id=version_id, item__published_at__gte=start, item__published_at__lt=end
-        ).values_list("item_id", "label", "score", "item__published_at")
-    )
-    ids = [r[0] for r in rows]
-    entities: dict[int, list[int]] = {}
-    topics: dict[int, list[int]] = {}
-    for chunk in range(0, len(ids), 5000):
-        part = ids[chunk : chunk + 5000]
-        for item_id, entity_id in ItemEntity.objects.filter(item_id__in=part).values_list(
-            "item_id", "entity_id"
-        ):
-            entities.setdefault(item_id, []).append(entity_id)
-        for item_id, topic_id in ItemTopic.objects.filter(item_id__in=part).values_list(
-            "item_id", "topic_id"
-        ):
-            topics.setdefault(item_id, []).append(topic_id)
-    for item_id, label, score, published in rows:
-        yield ScoredItem(
-            published, label, score, tuple(entities.get(item_id, ())), tuple(topics.get(item_id, ()))
-        )

@@ -196,9 +196,11 @@ def _ingest_rows(
 
 
 # --- push API -------------------------------------------------------------------------------------------
+# The shape of a push request: the one definition that validation below and the API schema both read
+# (apps/sentiment/api.py builds PushSerializer from these constants and PushItemSerializer from the table).
 PUSH_MAX_ITEMS = 1000
-# The fields of a pushed item: the one definition that validation below and the API schema (apps/sentiment/api.py
-# builds its serializer from this table) both read. Every value is a string; any may be left out.
+SOURCE_NAME_MAX_CHARS = 200  # Source.name's max_length
+# The fields of a pushed item. Every value is a string or null; any may be left out.
 PUSH_FIELDS: dict[str, str] = {
     "text": "the body (an item needs a text or a title)",
     "title": "the headline",
@@ -232,13 +234,24 @@ def _push_record(raw: object) -> ItemRecord:
     )
 
 
-def items_push(*, source_name: str, items: object, now: datetime | None = None) -> IngestReport:
-    """A JSON batch from the push API: per-item errors carry the item's 0-based index in the request."""
+def _push_source_name(name: object) -> str:
+    name = name or "api"
+    if not isinstance(name, str):
+        raise ServiceError("source must be a string", field="source")
+    if len(name.strip()) > SOURCE_NAME_MAX_CHARS:
+        raise ServiceError(f"source is at most {SOURCE_NAME_MAX_CHARS} characters", field="source")
+    return name
+
+
+def items_push(*, source_name: object, items: object, now: datetime | None = None) -> IngestReport:
+    """A JSON batch from the push API (`source_name` and `items` as the request gave them; default source
+    "api"): a bad item is rejected with its 0-based index in the request and never stops the others."""
+    name = _push_source_name(source_name)
     if not isinstance(items, list) or not items:
         raise ServiceError("`items` must be a non-empty list of objects", field="items")
     if len(items) > PUSH_MAX_ITEMS:
         raise ServiceError(f"at most {PUSH_MAX_ITEMS} items per request, got {len(items)}", field="items")
-    source = source_get_or_create(name=source_name or "api", kind=Source.Kind.PUSH)
+    source = source_get_or_create(name=name, kind=Source.Kind.PUSH)
     if source.kind != Source.Kind.PUSH:
         raise ServiceError(
             f"source {source.name!r} is a {source.kind} source, not a push source", field="source"

@@ -229,7 +229,8 @@ def test_rule_validation_names_the_field():
 
 def test_alerts_fire_on_buckets_built_by_the_series_service():
     """The contract with services/series.py: its buckets and baselines drive detection as they are."""
-    from apps.sentiment.services.series import ScoredItem, series_apply
+    from apps.sentiment.series_math import ScoredItem
+    from apps.sentiment.services.series import series_apply
 
     now = timezone.now()
     ent = f.entity("ACME")

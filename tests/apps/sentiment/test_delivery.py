@@ -156,6 +156,39 @@ def test_backoff_grows_to_a_cap(settings):
     assert waits == sorted(waits) and max(waits) == settings.SENTIMENT_DELIVERY_MAX_DELAY
 
 
+def test_delivery_settings_are_read_when_used(receiver, settings, monkeypatch):
+    settings.SENTIMENT_DELIVERY_BASE_DELAY, settings.SENTIMENT_DELIVERY_MAX_DELAY = 5, 12
+    assert [svc.backoff_seconds(n) for n in (1, 2, 3, 4)] == [5, 10, 12, 12]
+
+    settings.SITE_URL, settings.SENTIMENT_DELIVERY_LEASE = "https://monitor.example", 45
+    alert = fired_alert([{"type": "webhook", "url": receiver.url, "secret": SECRET}])
+    assert svc.alert_url(alert) == f"https://monitor.example/sentiment/alerts/{alert.pk}/"
+    seen: dict[str, Any] = {}
+
+    def send(delivery: Delivery) -> svc.Outcome:  # look at the claim while the attempt is in flight
+        seen["lease"] = Delivery.objects.get(pk=delivery.pk).next_attempt_at
+        return svc.Outcome(True, 200)
+
+    monkeypatch.setitem(svc.SENDERS, "webhook", send)
+    t = timezone.now()
+    svc.delivery_send(delivery_id=Delivery.objects.get().pk, now=t)
+    assert seen["lease"] == t + timedelta(seconds=45)
+
+
+def test_the_webhook_timeout_is_read_when_sending(settings, monkeypatch):
+    settings.SENTIMENT_WEBHOOK_TIMEOUT = 2.5
+    timeouts: list[float] = []
+
+    def urlopen(request: object, timeout: float) -> None:
+        timeouts.append(timeout)
+        raise TimeoutError("slow receiver")
+
+    monkeypatch.setattr(svc.urllib.request, "urlopen", urlopen)
+    with pytest.raises(TimeoutError):
+        svc.post_json("https://receiver.example/hook", b"{}", {})
+    assert timeouts == [2.5]
+
+
 def test_a_channel_that_stays_down_fails_for_good_but_the_alert_stays(receiver, settings):
     settings.SENTIMENT_DELIVERY_MAX_ATTEMPTS = 3
     receiver.statuses = [503, 503, 503]

@@ -516,10 +516,14 @@ def test_the_dashboard_and_the_api_upload_through_the_same_service(
 
 
 def test_the_push_schema_and_the_push_validator_have_the_same_fields(analyst_client: APIClient) -> None:
-    schema = analyst_client.get("/api/schema/?format=json").json()
-    item = schema["components"]["schemas"]["PushItem"]["properties"]
+    schema = analyst_client.get("/api/schema/?format=json").json()["components"]["schemas"]
+    item = schema["PushItem"]["properties"]
     assert set(item) == set(uploads.PUSH_FIELDS)
-    assert all(prop["type"] == "string" for prop in item.values())
+    assert all(prop["type"] == "string" and prop["nullable"] for prop in item.values())
+    push = schema["Push"]["properties"]
+    assert (push["items"]["minItems"], push["items"]["maxItems"]) == (1, uploads.PUSH_MAX_ITEMS)
+    assert push["source"]["maxLength"] == uploads.SOURCE_NAME_MAX_CHARS
+    assert Source._meta.get_field("name").max_length == uploads.SOURCE_NAME_MAX_CHARS
     example = {"text": "ACME up", "title": "ACME", "url": "https://example.com/a", "id": "a1",
                "published_at": "2024-05-14T08:00:00Z", "language": "en"}  # fmt: skip
     assert set(example) == set(uploads.PUSH_FIELDS)
@@ -530,3 +534,19 @@ def test_the_push_schema_and_the_push_validator_have_the_same_fields(analyst_cli
         "/api/sentiment/items/", {"items": [{"title": "x", "colour": "red"}]}, format="json"
     )
     assert "unknown fields: colour" in str(unknown.json())
+    nulls = {"items": [{**dict.fromkeys(uploads.PUSH_FIELDS), "title": "ACME falls"}]}
+    assert analyst_client.post("/api/sentiment/items/", nulls, format="json").status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [(5, "source must be a string"), ("x" * 201, "source is at most 200 characters")],
+)
+def test_push_api_checks_the_source_before_storing_anything(
+    analyst_client: APIClient, source: object, message: str
+) -> None:
+    body = {"source": source, "items": [{"text": "ACME up"}]}
+    response = analyst_client.post("/api/sentiment/items/", body, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": message, "field": "source"}
+    assert not Item.objects.exists() and not Source.objects.exists()

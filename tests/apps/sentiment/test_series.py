@@ -1,4 +1,7 @@
-"""Time series: bucket arithmetic and the EWMA baselines on hand-built numbers, re-building, and the API."""
+"""Time series in the database: buckets and baselines of scored items, re-building, and the series API.
+
+The maths alone (EWMA steps, z-scores, bucket deltas) is tested without a database in test_series_math.py.
+"""
 
 from __future__ import annotations
 
@@ -8,48 +11,12 @@ import pytest
 from rest_framework.test import APIClient
 
 from apps.core.models import ModelVersion
-from apps.sentiment import series_math as series
 from apps.sentiment.models import Bucket, Entity, Item, Score, Source
-from apps.sentiment.series_math import ewma_update, zscore
-from apps.sentiment.services.series import ScoredItem, series_apply, series_rebuild
+from apps.sentiment.series_math import ScoredItem
+from apps.sentiment.services.series import series_apply, series_rebuild
 
 H0 = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)
-
-
-def test_ewma_update_by_hand() -> None:
-    alpha = 0.08
-    s = ewma_update(series.empty_state(), 10.0, alpha)
-    assert s == {"ewma": 10.0, "ewmvar": 0.0, "n": 1}
-    s = ewma_update(s, 20.0, alpha)  # diff 10, incr 0.8
-    assert s["ewma"] == pytest.approx(10.8) and s["ewmvar"] == pytest.approx(0.92 * 8.0) and s["n"] == 2
-    s = ewma_update(s, 0.0, alpha)  # diff -10.8, incr -0.864
-    assert s["ewma"] == pytest.approx(9.936)
-    assert s["ewmvar"] == pytest.approx(0.92 * (7.36 + 10.8 * 0.864))
-
-
-def test_alpha_follows_the_span() -> None:
-    assert series.ALPHA["hour"] == pytest.approx(2 / 25) and series.ALPHA["day"] == pytest.approx(2 / 15)
-
-
-def test_floor_time() -> None:
-    when = datetime(2024, 5, 14, 9, 42, 7, tzinfo=UTC)
-    assert series.floor_time(when, "hour") == H0
-    assert series.floor_time(when, "day") == datetime(2024, 5, 14, tzinfo=UTC)
-
-
-def test_zscore_uses_the_baseline_and_its_floors() -> None:
-    bucket = Bucket(mean_score=-0.6, count=12, negative_share=0.5)
-    bucket.baseline = {
-        "mean_score": {"ewma": 0.0, "ewmvar": 0.04, "n": 5},
-        "count": {"ewma": 4.0, "ewmvar": 1.0, "n": 5},
-        "negative_share": {"ewma": 0.1, "ewmvar": 0.0, "n": 2},
-    }
-    assert zscore(bucket, "mean_score") == pytest.approx(-3.0)
-    assert zscore(bucket, "count") == pytest.approx((12 - 4) / 2.0)  # variance floored at the mean (Poisson)
-    assert zscore(bucket, "negative_share") is None  # only 2 buckets of history
-    bucket.baseline["mean_score"]["ewmvar"] = 0.0001
-    assert zscore(bucket, "mean_score") == pytest.approx(-6.0)  # std floored at 0.1
 
 
 @pytest.fixture
@@ -187,6 +154,27 @@ def test_series_api_unknown_ticker_and_permissions(client: APIClient, make_user)
     agent = APIClient()
     agent.force_authenticate(make_user("agent"))
     assert agent.get("/api/sentiment/entities/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("url", "detail"),
+    [
+        ("/api/sentiment/entities/NOPE/series/", "no entity with ticker 'NOPE'"),
+        ("/api/sentiment/series/?ticker=NOPE", "no entity with ticker 'NOPE'"),
+        ("/api/sentiment/series/?topic=nope", "no topic 'nope'"),
+        ("/api/sentiment/items/?ticker=NOPE", "no entity with ticker 'NOPE'"),
+        ("/api/sentiment/alerts/?ticker=NOPE", "no entity with ticker 'NOPE'"),
+    ],
+)
+def test_an_unknown_ticker_or_topic_answers_404_naming_it(client: APIClient, url: str, detail: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 404 and response.json() == {"detail": detail}
+
+
+def test_a_ticker_is_found_in_any_case_and_with_a_cashtag(client: APIClient, entity: Entity) -> None:
+    assert client.get("/api/sentiment/items/?ticker=$aapl").status_code == 200
+    assert client.get("/api/sentiment/alerts/?ticker=aapl").status_code == 200
+    assert client.get("/api/sentiment/entities/aapl/series/").json()["entity"] == "AAPL"
 
 
 def test_entities_api_lists_and_upserts(client: APIClient) -> None:
