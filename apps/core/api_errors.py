@@ -7,10 +7,11 @@ from apps.core.errors import ServiceError
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus ServiceError as a 400 with a readable `detail` (and the field, when known)."""
+    """DRF's handler, plus ServiceError with its status (400; Forbidden 403; QuotaExceeded 429), a readable
+    `detail` and the field, when known."""
     if isinstance(exc, ServiceError):
         body: dict[str, Any] = {"detail": exc.message}
         if exc.field:
             body["field"] = exc.field
-        return Response(body, status=400)
+        return Response(body, status=exc.status_code)
     return drf_exception_handler(exc, context)

@@ -37,7 +37,10 @@ class CoreConfig(ContextaApp):
             "core.view_promptversion",
         ),
     }
-    periodic_tasks = (PeriodicTask("core-reap-stuck-jobs", "core.reap_stuck_jobs", every=60),)
+    periodic_tasks = (
+        PeriodicTask("core-reap-stuck-jobs", "core.reap_stuck_jobs", every=60),
+        PeriodicTask("core-reconcile-model-store", "core.reconcile_model_store", every=3600),
+    )
     api_enums = {
         "PromptLabelNameEnum": "apps.core.models.PromptLabel.Name",
         "JobStatusEnum": "apps.core.models.JobStatus",

@@ -1,11 +1,40 @@
-"""A database write the ORM makes slow: the same columns of many saved rows, each with its own values."""
+"""Database helpers: a retry for writes that met a locked database, and a write the ORM makes slow."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
-from django.db import connections, router
+from django.db import OperationalError, connections, router, transaction
 from django.db.models import Field, Model
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+LOCK_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds, on top of the busy timeout each attempt waits
+
+
+def is_lock_error(exc: BaseException) -> bool:
+    """SQLite's "database is locked"/"database table is locked" (PostgreSQL waits for its locks instead)."""
+    return isinstance(exc, OperationalError) and "is locked" in str(exc)
+
+
+def retry_while_locked(write: Callable[[], T], *, delays: Sequence[float] = LOCK_RETRY_DELAYS) -> T:
+    """Run `write` (a whole transaction) again while the database answers "locked", up to len(delays) times.
+
+    Only outside a transaction: inside one, the failed statement has spoilt the caller's transaction, and
+    the error goes up for the caller's own retry.
+    """
+    for delay in (*delays, None):
+        try:
+            return write()
+        except OperationalError as exc:
+            if delay is None or not is_lock_error(exc) or transaction.get_connection().in_atomic_block:
+                raise
+            logger.warning("database locked; retrying in %.1f s", delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def update_rows(objs: Sequence[Model], fields: Sequence[str]) -> int:

@@ -14,8 +14,14 @@ class JobParams(serializers.Serializer):
     """The base of a kind's parameter schema, whose errors say the range, the choices or the type expected.
 
     A schema's `validate()` may raise ServiceError(field=...) for checks across fields; `self.context
-    ["trusted"]` is True only for the command line.
+    ["trusted"]` is True only for the command line. A schema whose parameters can cause a privileged effect
+    (promoting a model, say) names the permission in `required_permissions`, and `JobKind.validate` checks it
+    against the user, so a job never does what its creator could not do directly.
     """
+
+    def required_permissions(self, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(permission, why) pairs the validated parameters `attrs` need beyond running the kind."""
+        return []
 
     def first_error(self, given: Mapping[str, Any]) -> ServiceError:
         """The first validation error as one sentence naming the field: "epochs must be between 1 and 20, got 0"."""

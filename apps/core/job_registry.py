@@ -18,9 +18,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from apps.core.errors import ServiceError
+from apps.core.errors import Forbidden, ServiceError
 
 if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
     from apps.core.job_params import JobParams
     from apps.core.job_reporter import JobReporter
     from apps.core.models import TrainingJob
@@ -42,6 +44,7 @@ class JobKind:
     params: str  # dotted path of a rest_framework Serializer class: the parameters and their checks
     run: str  # dotted path of run(job, reporter) -> JobOutcome
     description: str = ""
+    permission: str = "core.run_trainingjob"  # to start the kind at all, the same for every path
 
     def params_serializer(self) -> type[JobParams]:
         return import_string(self.params)  # type: ignore[no-any-return]
@@ -49,10 +52,14 @@ class JobKind:
     def runner(self) -> Callable[[TrainingJob, JobReporter], JobOutcome]:
         return import_string(self.run)  # type: ignore[no-any-return]
 
-    def validate(self, params: object, *, trusted: bool = False) -> dict[str, Any]:
+    def validate(
+        self, params: object, *, trusted: bool = False, user: User | AnonymousUser | None = None
+    ) -> dict[str, Any]:
         """The parameters as the job will store them (defaults filled in), or a ServiceError naming the field.
 
         The serializer sees `trusted` in its context (True only for the command line, see `job_create_local`).
+        `user` must hold the kind's permission and whatever the parameters need (`Forbidden` otherwise);
+        None is the suite itself (a job that starts a follow-up job, the command line), which holds them all.
         """
         if not isinstance(params, Mapping):
             raise ServiceError('params must be a JSON object, like {"epochs": 1}', field="params")
@@ -67,7 +74,16 @@ class JobKind:
         serializer = schema(data=dict(params), context={"trusted": trusted})
         if not serializer.is_valid():
             raise serializer.first_error(params)
+        if user is not None:
+            needed = [(self.permission, f"starting a {self.name} job")]
+            self._authorize(user, needed + serializer.required_permissions(serializer.validated_data))
         return {key: _plain(value) for key, value in serializer.validated_data.items()}
+
+    @staticmethod
+    def _authorize(user: User | AnonymousUser, needed: list[tuple[str, str]]) -> None:
+        for permission, why in needed:
+            if not user.has_perm(permission):
+                raise Forbidden(f"{why} needs the {permission} permission, which {user} lacks")
 
 
 def _plain(value: Any) -> Any:

@@ -85,6 +85,7 @@ class ModelVersion(models.Model):
         ordering = ["task", "-version"]
         constraints = [
             models.UniqueConstraint(fields=["task", "version"], name="model_version_unique"),
+            models.UniqueConstraint(fields=["artifact_dir"], name="model_version_one_per_artifact"),
             models.UniqueConstraint(
                 fields=["task"], condition=Q(is_active=True), name="one_active_model_per_task"
             ),

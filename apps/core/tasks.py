@@ -35,3 +35,14 @@ def reap_stuck_jobs() -> dict[str, int]:
     if any(counts.values()):
         logger.warning("reaper: %s", counts)
     return counts
+
+
+@shared_task(name="core.reconcile_model_store", acks_late=True, ignore_result=True)
+def reconcile_model_store() -> dict[str, list[str]]:
+    from apps.core.services.registry import model_store_reconcile
+
+    found = model_store_reconcile()
+    for what, paths in found.items():
+        for path in paths:
+            logger.warning("model store: %s %s", what, path)
+    return found

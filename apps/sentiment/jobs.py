@@ -6,6 +6,7 @@ that the API, the dashboard form and the command line validate through; each run
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from apps.core.models import TrainingJob
 from apps.sentiment.services import training
 
 _D = training.DEFAULTS
+PROMOTE = "core.promote_modelversion"  # what POST /api/models/<id>/promote/ checks
 _BIG = 10_000_000
 
 
@@ -69,6 +71,12 @@ class TrainParams(JobParams):
             )
         return attrs
 
+    def required_permissions(self, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if attrs["promote"] == "never":
+            return []
+        why = f'promote "{attrs["promote"]}" (making the new model active; pass "never" to only train)'
+        return [(PROMOTE, why)]
+
 
 class RescoreParams(JobParams):
     """Parameters of `sentiment_rescore`: the time range [start, end) to score with the active version."""
@@ -106,6 +114,16 @@ class TextClassifierParams(JobParams):
         help_text="model registry task name (default: <dataset>-classifier)",
         error_messages={"invalid": "must be letters, digits, - and _ (at most 64)"},
     )
+    promote = serializers.ChoiceField(
+        choices=("if_first", "never"),
+        default="if_first",
+        help_text="if_first: the version becomes active when the task has no active one",
+    )
+
+    def required_permissions(self, attrs: Mapping[str, Any]) -> list[tuple[str, str]]:
+        if attrs["promote"] == "never":
+            return []
+        return [(PROMOTE, 'promote "if_first" (making the version active; pass "never" to only train)')]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         path = Path(settings.DATA_DIR) / DATASETS[attrs["dataset"]][0]
@@ -146,7 +164,12 @@ def run_text_classifier(job: TrainingJob, reporter: JobReporter) -> JobOutcome:
     )
     out = api.new_version_dir(Path(settings.MODEL_STORE), p["task"])
     trained = api.run_training(spec, out, reporter)
-    version = model_version_register(task=p["task"], artifact_dir=trained.artifact_dir, job=job)
+    version = model_version_register(
+        task=p["task"],
+        artifact_dir=trained.artifact_dir,
+        job=job,
+        activate_if_first=p.get("promote", "if_first") != "never",
+    )
     return JobOutcome(
         metrics=trained.metrics,
         result={

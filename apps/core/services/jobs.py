@@ -30,10 +30,13 @@ def worker_identity() -> str:
 
 
 def job_create(*, kind: str, params: dict[str, Any], user: User | AnonymousUser | None) -> TrainingJob:
-    """Validate the parameters for `kind`, store a PENDING job and enqueue it once the row is committed."""
+    """Validate the parameters for `kind`, store a PENDING job and enqueue it once the row is committed.
+
+    `user` must be allowed everything the job would do (`Forbidden` otherwise); None is the suite itself.
+    """
     from apps.core.job_registry import get_kind
 
-    clean = get_kind(kind).validate(params)
+    clean = get_kind(kind).validate(params, user=user)
     creator = user if isinstance(user, User) else None
     with transaction.atomic():
         job = TrainingJob.objects.create(kind=kind, params=clean, created_by=creator)

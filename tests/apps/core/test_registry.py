@@ -64,3 +64,67 @@ def test_rollback_without_history_is_a_clear_error(model_store):
     model_version_register(task="demo", artifact_dir=_artifact(model_store, "a", 0.8))
     with pytest.raises(ServiceError, match="no earlier active version"):
         model_version_rollback(task="demo", user=None)
+
+
+def test_registering_the_same_artifact_again_returns_the_same_version(model_store):
+    path = _artifact(model_store, "20260101T000000000000", 0.8)
+    first = model_version_register(task="demo", artifact_dir=path)
+    again = model_version_register(task="demo", artifact_dir=path)
+    assert again.pk == first.pk
+    assert ModelVersion.objects.filter(task="demo").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)  # a retry happens only outside the caller's transaction
+def test_registration_is_retried_while_the_database_is_locked(model_store, monkeypatch):
+    from django.db import OperationalError
+
+    from apps.core import db
+    from apps.core.services import registry
+
+    real, calls = registry._register, []
+
+    def locked_twice(**kwargs):
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("database is locked")
+        return real(**kwargs)
+
+    monkeypatch.setattr(registry, "_register", locked_twice)
+    monkeypatch.setattr(db.time, "sleep", lambda seconds: None)
+    version = model_version_register(task="demo", artifact_dir=_artifact(model_store, "a", 0.8))
+    assert len(calls) == 3 and version.version == 1
+
+
+def test_orphaned_artifacts_are_adopted_and_broken_ones_removed(model_store):
+    from apps.core.services.registry import model_store_reconcile
+
+    registered = model_version_register(
+        task="demo", artifact_dir=_artifact(model_store, "20260101T000000000000", 0.8)
+    )
+    orphan = _artifact(model_store, "20260102T000000000000", 0.9)  # trained; registering it failed
+    empty = model_store / "demo" / "20260103T000000000000"  # the job died before writing anything
+    empty.mkdir()
+    cache = model_store / "onnx" / "abc123"  # not a version directory: left alone
+    cache.mkdir(parents=True)
+
+    found = model_store_reconcile()
+
+    assert found["removed"] == [str(empty)] and not empty.exists()
+    assert len(found["adopted"]) == 1 and str(orphan) in found["adopted"][0]
+    adopted = ModelVersion.objects.get(artifact_dir=str(orphan))
+    assert (adopted.version, adopted.is_active) == (2, False)
+    assert active_version("demo") == registered
+    assert cache.is_dir()
+    assert model_store_reconcile() == {"adopted": [], "removed": []}
+
+
+def test_an_artifact_a_running_job_may_still_be_writing_is_left_alone(model_store):
+    from apps.core.models import JobStatus, TrainingJob
+    from apps.core.services.registry import model_store_reconcile
+
+    TrainingJob.objects.create(kind="text_classifier", status=JobStatus.RUNNING)
+    writing = model_store / "demo" / "20260103T000000000000"
+    writing.mkdir(parents=True)
+    assert model_store_reconcile() == {"adopted": [], "removed": []}
+    assert writing.is_dir()
+    assert model_store_reconcile(grace_seconds=0)["removed"] == [str(writing)]

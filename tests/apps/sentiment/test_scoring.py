@@ -6,6 +6,7 @@ scores; tests/apps/sentiment/test_scoring_real.py runs the same path on a real f
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,8 @@ def test_rescore_job_scores_a_range_with_the_active_version_and_rebuilds_it(
     early = ingest_texts(source, ["Elisa misses estimates and its shares slump"], NOW - timedelta(days=3))
     ingest_texts(source, ["Fortum wins a large order and lifts its outlook"], NOW)
     scoring.items_score(item_ids=early)
-    v2 = model_version_register(task="sentiment", artifact_dir=tiny_model_dir)  # same weights, new version
+    copy = shutil.copytree(tiny_model_dir, tiny_model_dir.with_name("v2"))  # same weights, a new version
+    v2 = model_version_register(task="sentiment", artifact_dir=copy)
     ModelVersion.objects.filter(pk=active.pk).update(is_active=False)
     ModelVersion.objects.filter(pk=v2.pk).update(is_active=True)
 
