@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint typecheck importlint check bench web worker beat migrate bootstrap browser clean
+.PHONY: help install run dev test test-fast lint typecheck importlint security audit check bench web worker beat migrate bootstrap browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -40,6 +40,10 @@ bootstrap: migrate ## roles, the first admin (CONTEXTA_ADMIN_USER/PASSWORD, or p
 run: bootstrap ## run the whole suite on http://127.0.0.1:8000 (web, 3 workers, beat); Ctrl-C stops all
 	$(PY) manage.py sentiment_bootstrap
 	$(PY) manage.py run_suite
+
+dev: bootstrap ## the same with DJANGO_DEBUG=1: debug pages with settings and tracebacks, this machine only
+	$(PY) manage.py sentiment_bootstrap
+	DJANGO_DEBUG=1 $(PY) manage.py run_suite
 
 web: bootstrap ## only the web server
 	$(VENV)/bin/gunicorn apps.wsgi:application --bind $${BIND:-127.0.0.1:8000} --workers 2 --threads 4
@@ -69,7 +73,13 @@ typecheck: install ## mypy (strict for ml/)
 importlint: install ## import-linter: ml never imports apps or django
 	$(VENV)/bin/lint-imports
 
-check: lint typecheck importlint ## all static checks
+security: install ## bandit over apps/ and ml/: every finding fixed, or justified inline (# nosec B... # why)
+	$(VENV)/bin/bandit -q -r apps ml -x "*/migrations/*"
+
+audit: install ## pip-audit: installed packages against PyPI's advisories (needs pypi.org's JSON API)
+	$(VENV)/bin/pip-audit --strict --progress-spinner off --skip-editable
+
+check: lint typecheck importlint security ## all static checks
 
 bench: install ## benchmarks: writes benchmarks/results/latest.json and latest.md
 	$(PY) -m benchmarks.run

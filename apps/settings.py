@@ -1,7 +1,9 @@
 """Contexta settings: one module, every value from the environment with an embedded default.
 
 Production differs only by environment (DATABASE_URL, CELERY_BROKER_URL, REDIS_URL, DJANGO_SECRET_KEY,
-DJANGO_DEBUG=0, ALLOWED_HOSTS); there is no production-only code path.
+ALLOWED_HOSTS); there is no production-only code path. Debug is off unless DJANGO_DEBUG=1 (`make dev`).
+Without DJANGO_SECRET_KEY the suite runs in local mode (CONTEXTA_LOCAL): a key generated under var/, plain
+HTTP, and a loopback address only, which is what `make run` serves; with a key it is strict (HTTPS).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ load_dotenv(BASE_DIR / ".env")
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# Local mode: this machine only, over plain HTTP. The embedded default, until a secret key is configured.
+LOCAL = env_bool("CONTEXTA_LOCAL", "DJANGO_SECRET_KEY" not in os.environ)
 
 
 def _secret_key() -> str:
@@ -32,8 +36,10 @@ def _secret_key() -> str:
                 "DJANGO_SECRET_KEY must be at least 50 characters with 5 distinct ones"
             )
         return key
-    if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0")
+    if not LOCAL:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is required unless CONTEXTA_LOCAL=1 (this machine only)"
+        )
     # Embedded default: a random key kept under var/, so sessions survive restarts on this machine.
     path = VAR_DIR / "secret_key"
     if not path.exists():
@@ -58,6 +64,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     "apps.core",
     "apps.support",
     "apps.sentiment",
@@ -65,6 +72,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.core.middleware.ApiErrorMiddleware",  # first: every answer under /api/ is JSON, errors included
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -74,6 +82,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "apps.core.throttles.WriteThrottleMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it answers locked-out logins with 429
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username and address
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "apps.urls"
@@ -97,6 +112,9 @@ TEMPLATES = [
 ]
 
 
+SQLITE_BUSY_TIMEOUT = env_int("SQLITE_BUSY_TIMEOUT", 30, minimum=1)  # seconds a writer waits for the lock
+
+
 def _database() -> dict[str, object]:
     url = env_url(
         "DATABASE_URL",
@@ -108,9 +126,16 @@ def _database() -> dict[str, object]:
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
     if config["ENGINE"] == "django.db.backends.sqlite3":
-        # Several processes (web, workers, beat) share the file: wait for locks instead of failing.
+        # Several processes (web, workers, beat) share the file. A deferred transaction that reads and then
+        # writes fails at once with "database is locked" when another process writes meanwhile: SQLite does
+        # not apply the busy timeout to that upgrade. IMMEDIATE takes the write lock at BEGIN, where the
+        # timeout applies, so writers queue instead of failing.
         config["CONN_MAX_AGE"] = 0
-        config["OPTIONS"] = {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;"}
+        config["OPTIONS"] = {
+            "timeout": SQLITE_BUSY_TIMEOUT,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     return config
 
 
@@ -152,22 +177,49 @@ STORAGES = {
     "staticfiles": {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
-            if DEBUG
+            if DEBUG or LOCAL
             else "whitenoise.storage.CompressedManifestStaticFilesStorage"
         )
     },
 }
 
-# Security: strict by default when not in debug; a TLS-terminating proxy sets X-Forwarded-Proto.
+# Security: strict unless local; a TLS-terminating proxy sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not LOCAL)
+SESSION_COOKIE_SECURE = not LOCAL
+CSRF_COOKIE_SECURE = not LOCAL
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if LOCAL else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not LOCAL
+SECURE_HSTS_PRELOAD = not LOCAL
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every page (django-csp): only this site's own scripts, styles and images; no
+# inline script or style, no framing, forms post only here. The API docs pages relax it (apps/urls.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Proxies in front of the web process whose X-Forwarded-For to believe (0: the client is REMOTE_ADDR).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Rate limits on writes (apps/core/throttles.py) and logins (django-axes): see docs/configuration.md.
+API_WRITE_RATE = env_str("API_WRITE_RATE", "120/min")
+API_ANON_WRITE_RATE = env_str("API_ANON_WRITE_RATE", "30/min")
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_float("LOGIN_COOLOFF_MINUTES", 15.0, minimum=0.1) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # the cache one needs Redis
+AXES_CLIENT_IP_CALLABLE = "apps.core.throttles.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # lock-outs are still logged as warnings
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -175,10 +227,18 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.api_schema.ContextaAutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttles.WriteThrottle"],
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+    # DRF's defaults, with a JSON parser that bounds size and depth and refuses lone surrogates.
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.core.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Contexta API",
@@ -235,7 +295,15 @@ QUEUES = ("default", "inference", "training")
 WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
 WORKER_STALE_SECONDS = env_int("WORKER_STALE_SECONDS", 60, minimum=5)
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 600, minimum=10)
+# A running job's claim is renewed every WORKER_HEARTBEAT_SECONDS by the process holding it; unrenewed this
+# long, the holder is dead and the job is taken over (redelivery, or the reaper's next tick).
+JOB_LEASE_SECONDS = env_int(
+    "JOB_LEASE_SECONDS", 3 * WORKER_HEARTBEAT_SECONDS, minimum=2 * WORKER_HEARTBEAT_SECONDS
+)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 2, minimum=1)
+# Queued or running jobs of one kind, per user and in all (a kind may declare lower ones).
+JOB_QUOTA_PER_USER = env_int("JOB_QUOTA_PER_USER", 3, minimum=1)
+JOB_QUOTA_TOTAL = env_int("JOB_QUOTA_TOTAL", 10, minimum=1)
 TRAINING_TIME_LIMIT = env_int("TRAINING_TIME_LIMIT", 4 * 3600, minimum=60)
 
 # --- ML -----------------------------------------------------------------------------------------------
@@ -252,6 +320,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # --- Processes (run_suite, bootstrap) --------------------------------------------------------------------
 BIND = env_str("BIND", "127.0.0.1:8000")
+if LOCAL and BIND.rpartition(":")[0].strip("[]") not in ("127.0.0.1", "localhost", "::1"):
+    raise ImproperlyConfigured(
+        f"BIND={BIND}: local mode (no DJANGO_SECRET_KEY) serves this machine only, over plain HTTP. Bind "
+        "127.0.0.1, or set DJANGO_SECRET_KEY and ALLOWED_HOSTS for a deployment behind HTTPS"
+    )
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 2, minimum=1)
 # The first admin, created by `bootstrap` when there is no superuser; without a password one is generated
 # and printed once.
@@ -273,11 +346,26 @@ SENTIMENT_WEBHOOK_TIMEOUT = env_float("SENTIMENT_WEBHOOK_TIMEOUT", 10.0, minimum
 # The address people reach the dashboard at, for links in alert e-mails and webhooks.
 SITE_URL = env_url("SITE_URL", "http://127.0.0.1:8000", schemes=("http", "https")).rstrip("/")
 
+
+# --- Outbound requests --------------------------------------------------------------------------------
+# Webhooks, Slack alerts and feed polls refuse internal addresses (apps/core/outbound.py). These CIDRs are
+# allowed although internal, e.g. "10.20.0.0/16,192.168.1.7"; cloud metadata endpoints never are.
+def _cidrs(name: str) -> list[str]:
+    import ipaddress
+
+    try:
+        return [str(ipaddress.ip_network(value)) for value in env_list(name, [])]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be comma-separated CIDRs like 10.0.0.0/8: {exc}") from None
+
+
+OUTBOUND_ALLOW_NETWORKS = _cidrs("OUTBOUND_ALLOW_NETWORKS")
+
 # --- Mail ---------------------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
-    if DEBUG
+    if DEBUG or LOCAL
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
@@ -293,4 +381,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # django-axes logs every login at INFO; its lock-outs are warnings.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

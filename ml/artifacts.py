@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
+import subprocess  # nosec B404 # runs fixed argument lists only
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -47,7 +47,7 @@ def code_version() -> str:
         return env
     root = Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(
+        out = subprocess.run(  # nosec B603, B607 # a fixed argument list, no shell, no user input; git from PATH, only to stamp the code version; a missing git is handled
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,

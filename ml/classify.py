@@ -83,8 +83,8 @@ class TorchClassifier:
         self.max_length = int(meta.hyperparameters.get("max_length") or 128)
         self.preprocess = str(meta.hyperparameters.get("text_preprocess") or "")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir, local_files_only=True)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
+            self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir, local_files_only=True)  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
+            self.model = AutoModelForSequenceClassification.from_pretrained(  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
                 artifact_dir, local_files_only=True
             )
         except (OSError, ValueError) as exc:

@@ -55,7 +55,7 @@ class OnnxClassifier:
         self.session = load_session(self.export, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir, local_files_only=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(artifact_dir, local_files_only=True)  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"cannot load the tokenizer of {artifact_dir}: {exc}") from None
 

@@ -219,7 +219,7 @@ def _torch_export(
     hf_logging.set_verbosity_error()
     loader = AutoModel if variant == "encoder" else AutoModelForSequenceClassification
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
         # eager attention exports as plain MatMul/Softmax, which the fusion pass recognises as one Attention op
         model = loader.from_pretrained(model_dir, local_files_only=True, attn_implementation="eager").eval()
     except (OSError, ValueError) as exc:

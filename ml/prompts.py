@@ -3,11 +3,19 @@
 Templates are Jinja syntax rendered in an immutable sandbox that allows no attribute access at all: variables
 are plain data (str, numbers, lists, dicts), read with `x.key` or `x["key"]`, and there is no loader, so a
 template cannot include files or reach the network.
+
+Rendering has a cost ceiling (`RenderLimits`), since templates and variables come from users: the template's
+and the variables' size, the loop iterations of one render (every `for` loop is counted, however nested, so
+a loop inside a loop over a long list stops early instead of growing with its square), the output's length,
+the time, and the operators that can make a huge value from a small one (`*`, `**`, `%`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +29,87 @@ FENCE_CLOSE = "DATA>>>"
 _PLAIN = (str, int, float, bool, type(None))
 
 
+@dataclass(frozen=True)
+class RenderLimits:
+    """The most one render may cost; going past any limit is an InvalidInput that names it."""
+
+    template_chars: int = 50_000
+    variables_chars: int = 2_000_000  # as JSON
+    iterations: int = 100_000  # loop iterations, all loops of the render together
+    output_chars: int = 500_000
+    seconds: float = 2.0
+    max_exponent: int = 64
+
+
+LIMITS = RenderLimits()
+
+
+class _Meter:
+    """What one render has spent so far (the loops count iterations, the stream counts characters)."""
+
+    def __init__(self, limits: RenderLimits) -> None:
+        self.limits = limits
+        self.iterations = 0
+        self.deadline = time.monotonic() + limits.seconds
+
+    def tick(self) -> None:
+        self.iterations += 1
+        if self.iterations > self.limits.iterations:
+            raise InvalidInput(
+                f"the template ran more than {self.limits.iterations:,} loop iterations: loop over less data "
+                "or do not nest loops over long lists"
+            )
+        if self.iterations % 256 == 0:
+            self.check_time()
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise InvalidInput(f"rendering the template took more than {self.limits.seconds:g} s")
+
+
+_METER: ContextVar[_Meter | None] = ContextVar("prompt_render_meter", default=None)
+
+
+def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
+    """Every `for` loop iterates through this (see `_NoAttributes._parse`)."""
+    meter = _METER.get()
+    for item in iterable:
+        if meter is not None:
+            meter.tick()
+        yield item
+
+
 class _NoAttributes(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "%"})
+
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         return False
 
     def is_safe_callable(self, obj: Any) -> bool:
         return False
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """The parsed template with every loop's iterable passed through the iteration meter."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, "_counted", [], [], None, None, lineno=loop.lineno)
+        return tree
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        """`*` within the output limit, `**` with a small exponent, `%` on numbers only."""
+        if operator == "*":
+            _check_repeat(left, right)
+        elif operator == "**" and isinstance(right, int | float) and abs(right) > LIMITS.max_exponent:
+            raise InvalidInput(f"exponents above {LIMITS.max_exponent} are not allowed in templates")
+        elif operator == "%" and isinstance(left, str):
+            raise InvalidInput("string formatting with % is not allowed in templates: use {{ value }}")
+        return super().call_binop(context, operator, left, right)
+
+
+def _check_repeat(left: Any, right: Any) -> None:
+    sized, count = (left, right) if isinstance(right, int) else (right, left)
+    if isinstance(sized, str | list) and isinstance(count, int) and len(sized) * count > LIMITS.output_chars:
+        raise InvalidInput(f"the template repeats a value past {LIMITS.output_chars:,} characters")
 
 
 def fence(text: object, label: str = "untrusted") -> str:
@@ -55,6 +138,7 @@ def _environment() -> _NoAttributes:
         "length": len,
         "join": lambda seq, sep="": sep.join(str(x) for x in seq),
         "default": _default,
+        "_counted": _counted,
     }
     env.globals = {}
     env.tests = {"defined": lambda v: v is not None, "none": lambda v: v is None}
@@ -83,6 +167,8 @@ def check_template(body: str) -> set[str]:
 
     if not body.strip():
         raise InvalidInput("a prompt template cannot be empty")
+    if len(body) > LIMITS.template_chars:
+        raise InvalidInput(f"a prompt template may have at most {LIMITS.template_chars:,} characters")
     try:
         tree = _ENV.parse(body)
     except TemplateError as exc:
@@ -93,15 +179,38 @@ def check_template(body: str) -> set[str]:
     return set(meta.find_undeclared_variables(tree))
 
 
-def render(body: str, variables: Mapping[str, object]) -> str:
-    """Render a stored template with plain-data variables; errors are InvalidInput with a readable reason."""
+def render(body: str, variables: Mapping[str, object], *, limits: RenderLimits = LIMITS) -> str:
+    """Render a stored template with plain-data variables within `limits`; errors are InvalidInput."""
     check_template(body)
     data = _plain(dict(variables))
-    assert isinstance(data, dict)
+    if not isinstance(data, dict):  # _plain keeps a mapping a mapping
+        raise InvalidInput("variables must be a mapping")
+    if len(json.dumps(data, ensure_ascii=False)) > limits.variables_chars:
+        raise InvalidInput(f"the variables may have at most {limits.variables_chars:,} characters as JSON")
+    meter = _Meter(limits)
+    token = _METER.set(meter)
     try:
-        return _ENV.from_string(body).render(**data)
+        return _stream(_ENV.from_string(body).generate(**data), meter)
     except TemplateError as exc:
         raise InvalidInput(f"cannot render template: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("the template or its variables nest too deeply") from None
+    finally:
+        _METER.reset(token)
+
+
+def _stream(chunks: Iterator[str], meter: _Meter) -> str:
+    out: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > meter.limits.output_chars:
+            raise InvalidInput(
+                f"the rendered prompt would be longer than {meter.limits.output_chars:,} characters"
+            )
+        meter.check_time()
+        out.append(chunk)
+    return "".join(out)
 
 
 @dataclass(frozen=True)

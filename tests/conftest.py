@@ -46,6 +46,17 @@ def fast_password_hashing(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
+def own_cache(settings: Any) -> Iterator[None]:
+    """Each test its own empty cache: rate-limit counts must not leak from one test into the next."""
+    from django.core.cache import cache
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def eager_celery(settings: Any) -> Iterator[None]:
     """Unit tests run tasks in-process; the product itself always uses worker processes."""
     from apps.celery import app

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
@@ -13,7 +14,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core import selectors
-from apps.core.models import ModelVersion, PromptLabel, PromptTemplate, PromptVersion, TrainingJob
+from apps.core.access import Access
+from apps.core.models import JobStatus, ModelVersion, PromptLabel, PromptTemplate, PromptVersion, TrainingJob
+from apps.core.parsers import lone_surrogate_path
+from apps.core.server_paths import shown_to
 from apps.core.services import jobs as job_services
 from apps.core.services import prompts as prompt_services
 from apps.core.services import registry as registry_services
@@ -28,13 +32,16 @@ def require(read: str, write: str | None = None) -> type[BasePermission]:
             return bool(request.user and request.user.is_authenticated and request.user.has_perm(perm))
 
     _Perm.__name__ = f"Require_{(write or read).replace('.', '_')}"
+    _Perm.access = Access(read, write)  # type: ignore[attr-defined]  # what the authorization matrix expects
     return _Perm
 
 
 # --- serializers --------------------------------------------------------------------------------------
 class JobSerializer(serializers.ModelSerializer):
     percent = serializers.IntegerField(read_only=True)
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    created_by = serializers.CharField(
+        source="created_by.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = TrainingJob
@@ -68,7 +75,9 @@ class JobCreateSerializer(serializers.Serializer):
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
-    promoted_by = serializers.CharField(source="promoted_by.username", default=None, read_only=True)
+    promoted_by = serializers.CharField(
+        source="promoted_by.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ModelVersion
@@ -100,11 +109,12 @@ class PromptVersionSerializer(serializers.ModelSerializer):
 
 class PromptLabelSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="version.number")
-    split_version = serializers.IntegerField(source="split_version.number", default=None)
+    split_version = serializers.IntegerField(source="split_version.number", default=None, allow_null=True)
 
     class Meta:
         model = PromptLabel
         fields = ["name", "version", "split_version", "split_percent", "updated_at"]
+        read_only_fields = fields
 
 
 class PromptTemplateSerializer(serializers.ModelSerializer):
@@ -114,10 +124,21 @@ class PromptTemplateSerializer(serializers.ModelSerializer):
     class Meta:
         model = PromptTemplate
         fields = ["name", "description", "labels", "latest_version", "created_at"]
+        read_only_fields = fields
 
     def get_latest_version(self, obj: PromptTemplate) -> int | None:
         latest = obj.versions.order_by("-number").first()
         return latest.number if latest else None
+
+
+class PromptDetailSerializer(PromptTemplateSerializer):
+    """A template with every version (the answer of GET /api/prompts/<name>/)."""
+
+    versions = PromptVersionSerializer(many=True, read_only=True)
+
+    class Meta(PromptTemplateSerializer.Meta):
+        fields = [*PromptTemplateSerializer.Meta.fields, "versions"]
+        read_only_fields = fields
 
 
 class PromptCreateSerializer(serializers.Serializer):
@@ -144,24 +165,44 @@ class RenderSerializer(serializers.Serializer):
         choices=PromptLabel.Name.values, required=False, default="production"
     )
 
+    def validate_variables(self, value: dict[str, Any]) -> dict[str, Any]:
+        # A lone surrogate cannot be rendered into text that is answered as UTF-8 (the JSON parser refuses it
+        # too; this holds for any parser).
+        if (path := lone_surrogate_path(value)) is not None:
+            raise serializers.ValidationError(f"{path or 'a key'} holds a lone surrogate: send valid text")
+        return value
+
+
+class RenderResultSerializer(serializers.Serializer):
+    version = serializers.IntegerField(help_text="The number of the version that was rendered.")
+    text = serializers.CharField(allow_blank=True)
+
 
 # --- jobs ---------------------------------------------------------------------------------------------
 class JobListView(APIView):
     permission_classes = [IsAuthenticated, require("core.view_trainingjob", "core.run_trainingjob")]
 
-    @extend_schema(responses=JobSerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("status", OpenApiTypes.STR, enum=JobStatus.values),
+            OpenApiParameter("kind", OpenApiTypes.STR),
+        ],
+        responses=JobSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         qs = selectors.jobs_list(
-            status=request.query_params.get("status"), kind=request.query_params.get("kind")
+            user=request.user,
+            status=request.query_params.get("status"),
+            kind=request.query_params.get("kind"),
         )
-        return Response(JobSerializer(qs[:200], many=True).data)
+        return Response(shown_to(request.user, JobSerializer(qs[:200], many=True).data))
 
     @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
     def post(self, request: Request) -> Response:
         data = JobCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = job_services.job_create(user=request.user, **data.validated_data)
-        return Response(JobSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(shown_to(request.user, JobSerializer(job).data), status=status.HTTP_201_CREATED)
 
 
 class JobDetailView(APIView):
@@ -169,7 +210,7 @@ class JobDetailView(APIView):
 
     @extend_schema(responses=JobSerializer)
     def get(self, request: Request, pk: int) -> Response:
-        return Response(JobSerializer(get_object_or_404(TrainingJob, pk=pk)).data)
+        return Response(JobSerializer(selectors.job_visible_to(request.user, pk)).data)
 
 
 class JobCancelView(APIView):
@@ -177,20 +218,34 @@ class JobCancelView(APIView):
 
     @extend_schema(request=None, responses=JobSerializer)
     def post(self, request: Request, pk: int) -> Response:
-        job = job_services.job_cancel(job=get_object_or_404(TrainingJob, pk=pk))
-        return Response(JobSerializer(job).data)
+        job = job_services.job_cancel(job=get_object_or_404(selectors.jobs_visible_to(request.user), pk=pk))
+        return Response(shown_to(request.user, JobSerializer(job).data))
+
+
+class JobRetryView(APIView):
+    """Run a failed or cancelled job again: a new job of its kind and parameters."""
+
+    permission_classes = [IsAuthenticated, require("core.run_trainingjob")]
+
+    @extend_schema(request=None, responses={201: JobSerializer})
+    def post(self, request: Request, pk: int) -> Response:
+        job = get_object_or_404(selectors.jobs_visible_to(request.user), pk=pk)
+        again = job_services.job_retry(job=job, user=request.user)
+        return Response(shown_to(request.user, JobSerializer(again).data), status=status.HTTP_201_CREATED)
 
 
 # --- model registry -----------------------------------------------------------------------------------
 class ModelListView(APIView):
     permission_classes = [IsAuthenticated, require("core.view_modelversion")]
 
-    @extend_schema(responses=ModelVersionSerializer(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("task", OpenApiTypes.STR)], responses=ModelVersionSerializer(many=True)
+    )
     def get(self, request: Request) -> Response:
         qs = ModelVersion.objects.select_related("promoted_by")
         if task := request.query_params.get("task"):
             qs = qs.filter(task=task)
-        return Response(ModelVersionSerializer(qs, many=True).data)
+        return Response(shown_to(request.user, ModelVersionSerializer(qs, many=True).data))
 
 
 class ModelPromoteView(APIView):
@@ -200,7 +255,7 @@ class ModelPromoteView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         version = get_object_or_404(ModelVersion, pk=pk)
         version = registry_services.model_version_promote(version=version, user=request.user)
-        return Response(ModelVersionSerializer(version).data)
+        return Response(shown_to(request.user, ModelVersionSerializer(version).data))
 
 
 class ModelRollbackView(APIView):
@@ -213,7 +268,7 @@ class ModelRollbackView(APIView):
         version = registry_services.model_version_rollback(
             task=data.validated_data["task"], user=request.user
         )
-        return Response(ModelVersionSerializer(version).data)
+        return Response(shown_to(request.user, ModelVersionSerializer(version).data))
 
 
 # --- prompts ------------------------------------------------------------------------------------------
@@ -235,7 +290,7 @@ class PromptListView(APIView):
 class PromptDetailView(APIView):
     permission_classes = [IsAuthenticated, require("core.view_prompttemplate", "core.add_promptversion")]
 
-    @extend_schema(operation_id="prompts_retrieve", responses=PromptVersionSerializer(many=True))
+    @extend_schema(operation_id="prompts_retrieve", responses=PromptDetailSerializer)
     def get(self, request: Request, name: str) -> Response:
         template = get_object_or_404(PromptTemplate, name=name)
         return Response(
@@ -263,7 +318,13 @@ class PromptDetailView(APIView):
 class PromptLabelView(APIView):
     permission_classes = [IsAuthenticated, require("core.label_prompttemplate")]
 
-    @extend_schema(request=LabelMoveSerializer, responses=PromptLabelSerializer)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("label", OpenApiTypes.STR, OpenApiParameter.PATH, enum=PromptLabel.Name.values)
+        ],
+        request=LabelMoveSerializer,
+        responses=PromptLabelSerializer,
+    )
     def post(self, request: Request, name: str, label: str) -> Response:
         template = get_object_or_404(PromptTemplate, name=name)
         data = LabelMoveSerializer(data=request.data)
@@ -287,7 +348,7 @@ class PromptLabelView(APIView):
 class PromptRenderView(APIView):
     permission_classes = [IsAuthenticated, require("core.view_prompttemplate", "core.view_prompttemplate")]
 
-    @extend_schema(request=RenderSerializer, responses={200: dict})
+    @extend_schema(request=RenderSerializer, responses=RenderResultSerializer)
     def post(self, request: Request, name: str) -> Response:
         template = get_object_or_404(PromptTemplate, name=name)
         data = RenderSerializer(data=request.data)

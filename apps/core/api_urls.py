@@ -1,13 +1,14 @@
 from django.urls import path
-from rest_framework.authtoken.views import obtain_auth_token
 
 from apps.core import api
+from apps.core.api_auth import TokenView
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="api-token"),
+    path("auth/token/", TokenView.as_view(), name="api-token"),
     path("jobs/", api.JobListView.as_view(), name="api-jobs"),
     path("jobs/<int:pk>/", api.JobDetailView.as_view(), name="api-job"),
     path("jobs/<int:pk>/cancel/", api.JobCancelView.as_view(), name="api-job-cancel"),
+    path("jobs/<int:pk>/retry/", api.JobRetryView.as_view(), name="api-job-retry"),
     path("models/", api.ModelListView.as_view(), name="api-models"),
     path("models/<int:pk>/promote/", api.ModelPromoteView.as_view(), name="api-model-promote"),
     path("models/rollback/", api.ModelRollbackView.as_view(), name="api-model-rollback"),

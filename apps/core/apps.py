@@ -38,7 +38,7 @@ class CoreConfig(ContextaApp):
         ),
     }
     periodic_tasks = (
-        PeriodicTask("core-reap-stuck-jobs", "core.reap_stuck_jobs", every=60),
+        PeriodicTask("core-reap-stuck-jobs", "core.reap_stuck_jobs", every=20),
         PeriodicTask("core-reconcile-model-store", "core.reconcile_model_store", every=3600),
     )
     api_enums = {

@@ -64,7 +64,7 @@ def update_rows(objs: Sequence[Model], fields: Sequence[str]) -> int:
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(str(field.column))} = %s" for field in concrete)
     # identifiers come from the model's own meta, quoted by the backend; every value is a parameter
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(str(meta.pk.column))} = %s"  # noqa: S608
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(str(meta.pk.column))} = %s"  # noqa: S608  # nosec B608 # identifiers from the model's own meta, quoted; every value is a parameter
     rows = [
         [*(field.get_db_prep_save(getattr(obj, field.attname), connection) for field in concrete), obj.pk]
         for obj in objs

@@ -45,6 +45,15 @@ class JobKind:
     run: str  # dotted path of run(job, reporter) -> JobOutcome
     description: str = ""
     permission: str = "core.run_trainingjob"  # to start the kind at all, the same for every path
+    # Jobs of this kind queued or running at once, per user and in all (None: JOB_QUOTA_PER_USER/_TOTAL).
+    quota_per_user: int | None = None
+    quota_total: int | None = None
+
+    def quotas(self) -> tuple[int, int]:
+        per_user = self.quota_per_user or settings.JOB_QUOTA_PER_USER
+        return min(per_user, settings.JOB_QUOTA_PER_USER), min(
+            self.quota_total or settings.JOB_QUOTA_TOTAL, settings.JOB_QUOTA_TOTAL
+        )
 
     def params_serializer(self) -> type[JobParams]:
         return import_string(self.params)  # type: ignore[no-any-return]

@@ -47,7 +47,10 @@ class TrainingJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "heartbeat_at"])]
-        permissions = [("run_trainingjob", "Can start and cancel training jobs")]
+        permissions = [
+            ("run_trainingjob", "Can start and cancel training jobs"),
+            ("view_all_trainingjob", "Can see every user's jobs, and the server paths in jobs and models"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"

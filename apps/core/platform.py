@@ -11,7 +11,7 @@ imports no services, models or tasks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
     from apps.core.job_registry import JobKind
@@ -103,6 +104,8 @@ class ContextaApp(AppConfig):
     job_kinds: tuple[JobKind, ...] = ()
     # OpenAPI enum component name -> dotted path of a choices class (drf-spectacular ENUM_NAME_OVERRIDES).
     api_enums: Mapping[str, str] = {}
+    # Dotted paths of functions returning an `apps.core.health.Check`: the app's own part of /healthz.
+    health_checks: tuple[str, ...] = ()
 
 
 def contexta_apps() -> list[ContextaApp]:
@@ -149,6 +152,10 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
 
 def declared_job_kinds() -> list[JobKind]:
     return [kind for config in contexta_apps() for kind in config.job_kinds]
+
+
+def declared_health_checks() -> list[Callable[[], Any]]:
+    return [import_string(path) for config in contexta_apps() for path in config.health_checks]
 
 
 def api_enums() -> dict[str, str]:

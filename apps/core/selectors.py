@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
 
 from apps.core.errors import ServiceError
 from apps.core.models import (
@@ -15,10 +17,30 @@ from apps.core.models import (
     PromptVersion,
     TrainingJob,
 )
+from apps.core.server_paths import SEE_ALL, hide_paths
 
 
-def jobs_list(*, status: str | None = None, kind: str | None = None) -> QuerySet[TrainingJob]:
+def jobs_visible_to(user: Any) -> QuerySet[TrainingJob]:
+    """Every job for admins (core.view_all_trainingjob); for others their own and the suite's own."""
     qs = TrainingJob.objects.select_related("created_by")
+    if user.has_perm(SEE_ALL):
+        return qs
+    return qs.filter(Q(created_by=user.pk) | Q(created_by__isnull=True))
+
+
+def job_visible_to(user: Any, pk: int) -> TrainingJob:
+    """One job `user` may see (Http404 otherwise, as if it did not exist), server paths hidden from non-admins."""
+    job = get_object_or_404(jobs_visible_to(user), pk=pk)
+    if not user.has_perm(SEE_ALL):
+        for name in ("params", "result", "metrics", "log_tail", "error"):
+            setattr(
+                job, name, hide_paths(getattr(job, name))
+            )  # for display: the row is never saved from here
+    return job
+
+
+def jobs_list(*, user: Any, status: str | None = None, kind: str | None = None) -> QuerySet[TrainingJob]:
+    qs = jobs_visible_to(user)
     if status:
         qs = qs.filter(status=status)
     if kind:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("jobs/<int:pk>/", views.job_detail, name="job"),
     path("jobs/<int:pk>/progress/", views.job_progress, name="job_progress"),
     path("jobs/<int:pk>/cancel/", views.job_cancel, name="job_cancel"),
+    path("jobs/<int:pk>/retry/", views.job_retry, name="job_retry"),
     path("models/", views.models_page, name="models"),
     path("models/<int:pk>/promote/", views.model_promote, name="model_promote"),
     path("models/rollback/<slug:task>/", views.model_rollback, name="model_rollback"),

@@ -10,6 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core import selectors
+from apps.core.access import PUBLIC, SIGNED_IN, access
 from apps.core.errors import ServiceError
 from apps.core.forms import (
     JobStartForm,
@@ -18,37 +19,47 @@ from apps.core.forms import (
     PromptPreviewForm,
     PromptTemplateForm,
 )
-from apps.core.health import run_checks
-from apps.core.models import JobStatus, ModelVersion, PromptTemplate, TrainingJob
+from apps.core.health import Check, details_visible_to, overall_status, run_checks
+from apps.core.models import JobStatus, ModelVersion, PromptTemplate
 from apps.core.services import jobs as job_services
 from apps.core.services import prompts as prompt_services
 from apps.core.services import registry as registry_services
 
 
+@access(PUBLIC)
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
+    """Status for anyone (load balancers, Docker); the checks, with hosts and paths, for staff only."""
     checks = run_checks()
-    ok = all(c.ok for c in checks)
-    body = {
-        "status": "ok" if ok else "fail",
-        "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
-    }
-    return JsonResponse(body, status=200 if ok else 503)
+    status = overall_status(checks)
+    body: dict[str, object] = {"status": status}
+    if details_visible_to(request.user):
+        body["checks"] = {c.name: _check_json(c) for c in checks}
+    return JsonResponse(body, status=503 if status == "unhealthy" else 200)
 
 
+def _check_json(check: Check) -> dict[str, object]:
+    extra = {} if check.critical else {"critical": False}  # a failure that degrades, not stops, the service
+    return {"ok": check.ok, "detail": check.detail, **extra, **check.data}
+
+
+@access(SIGNED_IN)
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    checks = run_checks()
     context = {
-        "running": selectors.jobs_list(status=JobStatus.RUNNING)[:5],
-        "recent": selectors.jobs_list()[:5],
+        "running": selectors.jobs_list(user=request.user, status=JobStatus.RUNNING)[:5],
+        "recent": selectors.jobs_list(user=request.user)[:5],
         "active_models": ModelVersion.objects.filter(is_active=True),
-        "checks": run_checks(),
+        "health": overall_status(checks),
+        "checks": checks if details_visible_to(request.user) else [],  # hosts and paths: staff only
     }
     return render(request, "core/dashboard.html", context)
 
 
 # --- jobs ---------------------------------------------------------------------------------------------
+@access("core.view_trainingjob", "core.run_trainingjob")
 @login_required
 @permission_required("core.view_trainingjob", raise_exception=True)
 def jobs(request: HttpRequest) -> HttpResponse:
@@ -68,31 +79,38 @@ def jobs(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Started job #{job.pk}.")
                 return redirect("core:job", pk=job.pk)
     status = request.GET.get("status") or None
-    context = {"jobs": selectors.jobs_list(status=status)[:100], "form": form, "statuses": JobStatus.choices}
+    context = {
+        "jobs": selectors.jobs_list(user=request.user, status=status)[:100],
+        "form": form,
+        "statuses": JobStatus.choices,
+    }
     return render(request, "core/jobs.html", context, status=400 if form.errors else 200)
 
 
+@access("core.view_trainingjob")
 @login_required
 @permission_required("core.view_trainingjob", raise_exception=True)
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(TrainingJob, pk=pk)
+    job = selectors.job_visible_to(request.user, pk)
     return render(request, "core/job_detail.html", {"job": job})
 
 
+@access("core.view_trainingjob")
 @never_cache
 @login_required
 @permission_required("core.view_trainingjob", raise_exception=True)
 def job_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """The progress fragment a job row polls while it runs (HTMX); it stops polling once finished."""
-    job = get_object_or_404(TrainingJob, pk=pk)
+    job = selectors.job_visible_to(request.user, pk)
     return render(request, "core/_job_progress.html", {"job": job})
 
 
+@access("core.run_trainingjob")
 @require_POST
 @login_required
 @permission_required("core.run_trainingjob", raise_exception=True)
 def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(TrainingJob, pk=pk)
+    job = get_object_or_404(selectors.jobs_visible_to(request.user), pk=pk)
     try:
         job_services.job_cancel(job=job)
     except ServiceError as exc:
@@ -102,7 +120,23 @@ def job_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("core:job", pk=job.pk)
 
 
+@access("core.run_trainingjob")
+@require_POST
+@login_required
+@permission_required("core.run_trainingjob", raise_exception=True)
+def job_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(selectors.jobs_visible_to(request.user), pk=pk)
+    try:
+        again = job_services.job_retry(job=job, user=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("core:job", pk=job.pk)
+    messages.success(request, f"Started job #{again.pk}, a new run of job #{job.pk}.")
+    return redirect("core:job", pk=again.pk)
+
+
 # --- model registry -----------------------------------------------------------------------------------
+@access("core.view_modelversion")
 @login_required
 @permission_required("core.view_modelversion", raise_exception=True)
 def models_page(request: HttpRequest) -> HttpResponse:
@@ -110,6 +144,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
     return render(request, "core/models.html", context)
 
 
+@access("core.promote_modelversion")
 @require_POST
 @login_required
 @permission_required("core.promote_modelversion", raise_exception=True)
@@ -124,6 +159,7 @@ def model_promote(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("core:models")
 
 
+@access("core.promote_modelversion")
 @require_POST
 @login_required
 @permission_required("core.promote_modelversion", raise_exception=True)
@@ -138,6 +174,7 @@ def model_rollback(request: HttpRequest, task: str) -> HttpResponse:
 
 
 # --- prompts ------------------------------------------------------------------------------------------
+@access("core.view_prompttemplate", "core.add_promptversion")
 @login_required
 @permission_required("core.view_prompttemplate", raise_exception=True)
 def prompts(request: HttpRequest) -> HttpResponse:
@@ -170,14 +207,15 @@ def _prompt_context(template: PromptTemplate, **extra: object) -> dict[str, obje
     }
 
 
+@access("core.view_prompttemplate", "core.add_promptversion")
 @login_required
 @permission_required("core.view_prompttemplate", raise_exception=True)
 def prompt_detail(request: HttpRequest, name: str) -> HttpResponse:
+    if request.method == "POST" and not request.user.has_perm("core.add_promptversion"):
+        return HttpResponse("You may not edit prompts.", status=403)  # before the lookup: nothing leaks
     template = get_object_or_404(PromptTemplate, name=name)
     context = _prompt_context(template)
     if request.method == "POST":
-        if not request.user.has_perm("core.add_promptversion"):
-            return HttpResponse("You may not edit prompts.", status=403)
         form = PromptEditForm(request.POST)
         if form.is_valid():
             try:
@@ -194,6 +232,7 @@ def prompt_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "core/prompt_detail.html", context)
 
 
+@access("core.view_prompttemplate")
 @login_required
 @permission_required("core.view_prompttemplate", raise_exception=True)
 def prompt_diff(request: HttpRequest, name: str) -> HttpResponse:
@@ -210,6 +249,7 @@ def prompt_diff(request: HttpRequest, name: str) -> HttpResponse:
     )
 
 
+@access("core.view_prompttemplate")
 @require_POST
 @login_required
 @permission_required("core.view_prompttemplate", raise_exception=True)
@@ -235,6 +275,7 @@ def prompt_preview(request: HttpRequest, name: str, number: int) -> HttpResponse
     )
 
 
+@access("core.label_prompttemplate")
 @require_POST
 @login_required
 @permission_required("core.label_prompttemplate", raise_exception=True)

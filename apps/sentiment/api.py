@@ -23,7 +23,7 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -33,9 +33,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import require
+from apps.core.api_schema import ErrorSerializer
 from apps.core.errors import ServiceError
+from apps.core.parsers import BatchJSONParser
 from apps.sentiment import selectors
-from apps.sentiment.models import Alert, Bucket, Delivery, DeliveryAttempt, Entity, Item, Topic
+from apps.sentiment.models import Alert, AlertRule, Bucket, Delivery, DeliveryAttempt, Entity, Item, Topic
 from apps.sentiment.series_math import zscore
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import uploads
@@ -63,17 +65,54 @@ class PushSerializer(serializers.Serializer):
     items = serializers.ListField(child=PushItemSerializer(), min_length=1, max_length=uploads.PUSH_MAX_ITEMS)
 
 
+INDEX_HELP = "The item's index in the batch, or the row's line in the file."
+
+
+class RejectedSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text=INDEX_HELP)
+    reason = serializers.CharField()
+    field = serializers.CharField(required=False, help_text="The item's field at fault, when one is.")
+
+
+class IngestNoteSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text=INDEX_HELP)
+    note = serializers.CharField()
+
+
 class IngestReportSerializer(serializers.Serializer):
     created = serializers.IntegerField()
     duplicates = serializers.IntegerField()
-    rejected = serializers.ListField(child=serializers.DictField())
-    notes = serializers.ListField(child=serializers.DictField())
+    rejected = RejectedSerializer(many=True)
+    notes = IngestNoteSerializer(many=True)
+
+
+class IngestRefusedSerializer(ErrorSerializer):
+    """A push refused whole: why, and the report when the batch was read but every item was rejected."""
+
+    created = serializers.IntegerField(required=False)
+    duplicates = serializers.IntegerField(required=False)
+    rejected = RejectedSerializer(many=True, required=False)
+    notes = IngestNoteSerializer(many=True, required=False)
+
+
+@extend_schema_field(OpenApiTypes.BINARY)
+class UploadedFileField(serializers.FileField):
+    """A file field documented as the file's bytes in a multipart part (spectacular's default is a URI)."""
 
 
 class UploadSerializer(serializers.Serializer):
-    file = serializers.FileField()
+    file = UploadedFileField()
     source = serializers.CharField(required=False, allow_blank=True, max_length=200)  # type: ignore[assignment]
     encoding = serializers.ChoiceField(choices=uploads.UPLOAD_ENCODINGS, required=False, default="utf-8")
+
+
+class ItemScoreSerializer(serializers.Serializer):
+    label = serializers.CharField()  # type: ignore[assignment]
+    score = serializers.FloatField(help_text="P(positive) - P(negative), in [-1, 1].")
+    p_negative = serializers.FloatField()
+    p_neutral = serializers.FloatField()
+    p_positive = serializers.FloatField()
+    model_version_id = serializers.IntegerField()
 
 
 class ItemSerializer(serializers.ModelSerializer):
@@ -90,6 +129,9 @@ class ItemSerializer(serializers.ModelSerializer):
     def get_entities(self, obj: Item) -> list[str]:
         return [e.ticker for e in obj.entities.all()]
 
+    @extend_schema_field(
+        ItemScoreSerializer(allow_null=True, help_text="The latest score; null until scored.")
+    )
     def get_score(self, obj: Item) -> dict[str, Any] | None:
         scores = sorted(obj.scores.all(), key=lambda s: s.created_at)
         if not scores:
@@ -106,11 +148,13 @@ class ItemSerializer(serializers.ModelSerializer):
 
 
 class EntitySerializer(serializers.ModelSerializer):
+    aliases = serializers.ListField(child=serializers.CharField(), read_only=True)
     item_count = serializers.IntegerField(read_only=True, default=0)
 
     class Meta:
         model = Entity
         fields = ["ticker", "name", "aliases", "active", "item_count"]
+        read_only_fields = fields
 
 
 class EntityWriteSerializer(serializers.Serializer):
@@ -122,6 +166,15 @@ class EntityWriteSerializer(serializers.Serializer):
     active = serializers.BooleanField(required=False, default=True)
 
 
+class ZScoresSerializer(serializers.Serializer):
+    """How far a bucket's statistics lie from their baseline, in standard deviations (null: no baseline yet)."""
+
+    count = serializers.FloatField(allow_null=True)
+    mean_score = serializers.FloatField(allow_null=True)
+    negative_share = serializers.FloatField(allow_null=True)
+    positive_share = serializers.FloatField(allow_null=True)
+
+
 class BucketSerializer(serializers.ModelSerializer):
     z = serializers.SerializerMethodField()
 
@@ -131,6 +184,7 @@ class BucketSerializer(serializers.ModelSerializer):
                   "baseline", "z"]  # fmt: skip
         read_only_fields = fields
 
+    @extend_schema_field(ZScoresSerializer)
     def get_z(self, obj: Bucket) -> dict[str, float | None]:
         return {
             stat: zscore(obj, stat) for stat in ("count", "mean_score", "negative_share", "positive_share")
@@ -141,6 +195,28 @@ class SeriesQuerySerializer(serializers.Serializer):
     granularity = serializers.ChoiceField(choices=["hour", "day"], required=False, default="hour")
     # `from` is a Python keyword: read from the query string by name in _series_query
     to = serializers.DateTimeField(required=False)
+
+
+# The answer of the series endpoints. Built with type() because one field is named `from`, a keyword.
+SeriesSerializer = type(
+    "SeriesSerializer",
+    (serializers.Serializer,),
+    {
+        "entity": serializers.CharField(
+            allow_null=True, help_text="The entity's ticker, if one was asked for."
+        ),
+        "topic": serializers.CharField(allow_null=True, help_text="The topic's slug, if one was asked for."),
+        "granularity": serializers.ChoiceField(choices=["hour", "day"]),
+        "from": serializers.DateTimeField(),
+        "to": serializers.DateTimeField(help_text="Exclusive."),
+        "buckets": BucketSerializer(many=True),
+    },
+)
+SERIES_PARAMETERS = [
+    OpenApiParameter("granularity", OpenApiTypes.STR, enum=["hour", "day"], default="hour"),
+    OpenApiParameter("from", OpenApiTypes.DATETIME, description="ISO 8601; default: a range back from `to`."),
+    OpenApiParameter("to", OpenApiTypes.DATETIME, description="ISO 8601, exclusive; default: now."),
+]
 
 
 def _series_query(request: Request) -> tuple[str, datetime, datetime]:
@@ -186,8 +262,18 @@ def _entity_or_404(ticker: str) -> Entity:
 # --- views --------------------------------------------------------------------------------------------
 class ItemListView(APIView):
     permission_classes = [IsAuthenticated, require("sentiment.view_item", "sentiment.add_item")]
+    # JSON only; a lone surrogate in one item reaches the push service, which rejects that item alone.
+    parser_classes = [BatchJSONParser]
 
-    @extend_schema(responses=ItemSerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("ticker", OpenApiTypes.STR, description="Only items about this entity."),
+            OpenApiParameter(
+                "limit", OpenApiTypes.INT, description="How many, at most (default 50, clamped to 1-200)."
+            ),
+        ],
+        responses={200: ItemSerializer(many=True), 404: ErrorSerializer},
+    )
     def get(self, request: Request) -> Response:
         entity = None
         if ticker := request.query_params.get("ticker"):
@@ -198,7 +284,9 @@ class ItemListView(APIView):
             raise ServiceError("limit must be an integer", field="limit") from None
         return Response(ItemSerializer(selectors.items_recent(entity=entity, limit=limit), many=True).data)
 
-    @extend_schema(request=PushSerializer, responses={201: IngestReportSerializer})
+    @extend_schema(
+        request=PushSerializer, responses={201: IngestReportSerializer, 400: IngestRefusedSerializer}
+    )
     def post(self, request: Request) -> Response:
         body = request.data
         if not isinstance(body, dict):
@@ -216,7 +304,8 @@ class UploadView(APIView):
     permission_classes = [IsAuthenticated, require("sentiment.add_item")]
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request=UploadSerializer, responses={201: IngestReportSerializer})
+    # multipart only: a form without a file part can never be accepted
+    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: IngestReportSerializer})
     def post(self, request: Request) -> Response:
         data = UploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -247,7 +336,7 @@ class EntityListView(APIView):
 class EntitySeriesView(APIView):
     permission_classes = [IsAuthenticated, require("sentiment.view_bucket")]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(parameters=SERIES_PARAMETERS, responses=SeriesSerializer)
     def get(self, request: Request, ticker: str) -> Response:
         return _series_response(_entity_or_404(ticker), None, request)
 
@@ -255,7 +344,14 @@ class EntitySeriesView(APIView):
 class SeriesView(APIView):
     permission_classes = [IsAuthenticated, require("sentiment.view_bucket")]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(
+        parameters=[
+            *SERIES_PARAMETERS,
+            OpenApiParameter("topic", OpenApiTypes.STR, description="A topic's slug."),
+            OpenApiParameter("ticker", OpenApiTypes.STR, description="An entity's ticker."),
+        ],
+        responses={200: SeriesSerializer, 404: ErrorSerializer},
+    )
     def get(self, request: Request) -> Response:
         topic = entity = None
         if slug := request.query_params.get("topic"):
@@ -275,12 +371,22 @@ class AlertItemSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class AlertRuleSummarySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    condition = serializers.ChoiceField(choices=AlertRule.Condition.choices)
+
+
 class AlertSerializer(serializers.ModelSerializer):
     rule = serializers.SerializerMethodField()
-    entity = serializers.CharField(source="entity.ticker", default=None, read_only=True)
-    topic = serializers.CharField(source="topic.slug", default=None, read_only=True)
-    acknowledged_by = serializers.CharField(source="acknowledged_by.username", default=None, read_only=True)
-    resolved_by = serializers.CharField(source="resolved_by.username", default=None, read_only=True)
+    entity = serializers.CharField(source="entity.ticker", default=None, read_only=True, allow_null=True)
+    topic = serializers.CharField(source="topic.slug", default=None, read_only=True, allow_null=True)
+    acknowledged_by = serializers.CharField(
+        source="acknowledged_by.username", default=None, read_only=True, allow_null=True
+    )
+    resolved_by = serializers.CharField(
+        source="resolved_by.username", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Alert
@@ -290,6 +396,7 @@ class AlertSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         read_only_fields = fields
 
+    @extend_schema_field(AlertRuleSummarySerializer)
     def get_rule(self, obj: Alert) -> dict[str, Any]:
         return {"id": obj.rule_id, "name": obj.rule.name, "condition": obj.rule.condition}
 
@@ -331,9 +438,11 @@ class AlertListView(APIView):
         parameters=[
             OpenApiParameter("status", OpenApiTypes.STR, enum=list(selectors.ALERT_FILTERS)),
             OpenApiParameter("ticker", OpenApiTypes.STR),
-            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter(
+                "limit", OpenApiTypes.INT, description="How many, at most (default 50, clamped to 1-200)."
+            ),
         ],
-        responses=AlertSerializer(many=True),
+        responses={200: AlertSerializer(many=True), 404: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status", "open")

@@ -24,6 +24,7 @@ class SentimentConfig(ContextaApp):
         ),
         PeriodicTask("sentiment-deliveries-sweep", "sentiment.deliveries_sweep", every=30),
     )
+    health_checks = ("apps.sentiment.health.check_aggregation",)
     job_kinds = (
         JobKind(
             name="sentiment_train",

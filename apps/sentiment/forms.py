@@ -4,10 +4,12 @@ from typing import Any
 from django import forms
 
 from apps.sentiment.models import AlertRule, Entity, Topic
+from apps.sentiment.services.delivery import SECRET_MASK, channels_keep_secrets, channels_masked
 
 CHANNELS_HELP = (
     'JSON list. Examples: {"type": "email", "to": ["ops@example.com"]}, '
     '{"type": "webhook", "url": "https://…", "secret": "…"}, {"type": "slack", "url": "https://hooks.slack.com/…"}. '
+    f'Saved webhook secrets show as "{SECRET_MASK}": leave it to keep the secret, or type a new one. '
     "The dashboard notification is always on."
 )
 
@@ -33,11 +35,16 @@ class AlertRuleForm(forms.Form):
         required=False, widget=forms.Textarea(attrs={"rows": 4}), initial="[]", help_text=CHANNELS_HELP
     )
 
+    def __init__(self, *args: Any, rule: AlertRule | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stored_channels: list[dict[str, Any]] = list(rule.channels) if rule else []
+
     @classmethod
     def for_rule(cls, rule: AlertRule) -> "AlertRuleForm":
+        """The editor for a saved rule: its secrets are masked (they are write-only)."""
         initial: dict[str, Any] = {f: getattr(rule, f) for f in cls.base_fields if f != "channels"}
-        initial["channels"] = json.dumps(rule.channels, indent=1)
-        return cls(initial=initial)
+        initial["channels"] = json.dumps(channels_masked(rule.channels), indent=1, ensure_ascii=False)
+        return cls(initial=initial, rule=rule)
 
     def clean_channels(self) -> list[Any]:
         raw = self.cleaned_data.get("channels") or "[]"
@@ -47,7 +54,7 @@ class AlertRuleForm(forms.Form):
             raise forms.ValidationError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
         if not isinstance(value, list):
             raise forms.ValidationError("a JSON list of channel objects, like [] or [{...}]")
-        return value
+        return list(channels_keep_secrets(channels=value, stored=self.stored_channels))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

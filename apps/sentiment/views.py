@@ -15,13 +15,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from apps.core.access import access
 from apps.core.errors import ServiceError
 from apps.sentiment import selectors
 from apps.sentiment.forms import AlertRuleForm, CsvUploadForm
 from apps.sentiment.models import Alert, AlertRule
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import ingest, uploads
-from apps.sentiment.services.delivery import channel_label
+from apps.sentiment.services.delivery import SECRET_MASK, channel_label, secrets_added
 
 RANGES = (1, 7, 30, 90)
 
@@ -29,10 +30,12 @@ RANGES = (1, 7, 30, 90)
 def _nav(request: HttpRequest, **context: Any) -> dict[str, Any]:
     context["unread"] = selectors.unread_notifications(user=request.user)
     context["open_alerts"] = selectors.alerts(status="open").count()
+    context["aggregation_failure"] = selectors.aggregation_failure()
     return context
 
 
 # --- overview and entities ----------------------------------------------------------------------------
+@access("sentiment.view_entity")
 @login_required
 @permission_required("sentiment.view_entity", raise_exception=True)
 def index(request: HttpRequest) -> HttpResponse:
@@ -44,6 +47,7 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "sentiment/index.html", context)
 
 
+@access("sentiment.view_entity")
 @login_required
 @permission_required("sentiment.view_entity", raise_exception=True)
 def entity_detail(request: HttpRequest, ticker: str) -> HttpResponse:
@@ -70,6 +74,7 @@ def entity_detail(request: HttpRequest, ticker: str) -> HttpResponse:
 
 
 # --- alerts -------------------------------------------------------------------------------------------
+@access("sentiment.view_alert")
 @login_required
 @permission_required("sentiment.view_alert", raise_exception=True)
 def alerts(request: HttpRequest) -> HttpResponse:
@@ -81,6 +86,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
     return render(request, "sentiment/alerts.html", context)
 
 
+@access("sentiment.view_alert")
 @login_required
 @permission_required("sentiment.view_alert", raise_exception=True)
 def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
@@ -114,6 +120,7 @@ def _alert_action(request: HttpRequest, pk: int, action: Any, done: str) -> Http
     return redirect(back if back and safe else "sentiment:alerts")
 
 
+@access("sentiment.change_alert")
 @require_POST
 @login_required
 @permission_required("sentiment.change_alert", raise_exception=True)
@@ -121,6 +128,7 @@ def alert_acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     return _alert_action(request, pk, alert_services.alert_acknowledge, "acknowledged")
 
 
+@access("sentiment.change_alert")
 @require_POST
 @login_required
 @permission_required("sentiment.change_alert", raise_exception=True)
@@ -129,6 +137,7 @@ def alert_resolve(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- rules --------------------------------------------------------------------------------------------
+@access("sentiment.view_alertrule")
 @login_required
 @permission_required("sentiment.view_alertrule", raise_exception=True)
 def rules(request: HttpRequest) -> HttpResponse:
@@ -136,6 +145,7 @@ def rules(request: HttpRequest) -> HttpResponse:
     return render(request, "sentiment/rules.html", _nav(request, rules=rows))
 
 
+@access("sentiment.view_alertrule", "sentiment.change_alertrule")
 @login_required
 @permission_required("sentiment.view_alertrule", raise_exception=True)
 def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
@@ -146,25 +156,38 @@ def rule_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         return render(request, "sentiment/rule_edit.html", _nav(request, form=form, rule=rule))
     if not request.user.has_perm("sentiment.change_alertrule" if rule else "sentiment.add_alertrule"):
         return HttpResponse("You may not edit alert rules.", status=403)
-    form = AlertRuleForm(request.POST)
+    form = AlertRuleForm(request.POST, rule=rule)
     context = _nav(request, form=form, rule=rule)
     if form.is_valid():
         try:
             if request.POST.get("action") == "backtest":
                 context["backtest"] = selectors.rule_backtest(**form.backtest_params())
             else:
-                saved = (
-                    alert_services.rule_update(rule=rule, **form.cleaned_data)
-                    if rule
-                    else alert_services.rule_create(user=request.user, **form.cleaned_data)
-                )
-                messages.success(request, f"Rule {saved.name!r} saved.")
+                _rule_save(request, rule, form.cleaned_data)
                 return redirect("sentiment:rules")
         except ServiceError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
     return render(request, "sentiment/rule_edit.html", context, status=400 if form.errors else 200)
 
 
+def _rule_save(request: HttpRequest, rule: AlertRule | None, data: dict[str, Any]) -> None:
+    """Create or update the rule, and say once that new webhook secrets are write-only from now on."""
+    before = list(rule.channels) if rule else []
+    saved = (
+        alert_services.rule_update(rule=rule, **data)
+        if rule
+        else alert_services.rule_create(user=request.user, **data)
+    )
+    messages.success(request, f"Rule {saved.name!r} saved.")
+    if added := secrets_added(before=before, after=saved.channels):
+        messages.info(
+            request,
+            f"{added} webhook secret(s) stored. Secrets are write-only: the editor shows {SECRET_MASK} "
+            "from now on, so keep your copy where your receiver reads it.",
+        )
+
+
+@access("sentiment.delete_alertrule")
 @require_POST
 @login_required
 @permission_required("sentiment.delete_alertrule", raise_exception=True)
@@ -176,6 +199,7 @@ def rule_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- notifications and sources ------------------------------------------------------------------------
+@access("sentiment.view_notification")
 @login_required
 @permission_required("sentiment.view_notification", raise_exception=True)
 def notifications(request: HttpRequest) -> HttpResponse:
@@ -183,6 +207,7 @@ def notifications(request: HttpRequest) -> HttpResponse:
     return render(request, "sentiment/notifications.html", context)
 
 
+@access("sentiment.view_notification")
 @require_POST
 @login_required
 @permission_required("sentiment.view_notification", raise_exception=True)
@@ -192,6 +217,7 @@ def notifications_read(request: HttpRequest) -> HttpResponse:
     return redirect("sentiment:notifications")
 
 
+@access("sentiment.view_source", "sentiment.add_item")
 @login_required
 @permission_required("sentiment.view_source", raise_exception=True)
 def sources(request: HttpRequest) -> HttpResponse:

@@ -81,7 +81,7 @@ class OnnxEmbedder:
         self.export: OnnxModel = ensure_onnx(directory, variant="encoder", store=store)
         self.session = load_session(self.export, threads)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+            self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
         except (OSError, ValueError) as exc:
             raise ArtifactError(f"cannot load the tokenizer of {directory}: {exc}") from None
         self.max_length = max_seq_length(directory, self.tokenizer)

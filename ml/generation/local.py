@@ -145,16 +145,16 @@ def load_tokenizer_and_model(model: str, dtype: str = "float32", device: str = "
     try:
         if model == SMOLLM2:
             gguf = smollm2_gguf()
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            lm = AutoModelForCausalLM.from_pretrained(
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
+            lm = AutoModelForCausalLM.from_pretrained(  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
                 gguf.parent,
                 gguf_file=gguf.name,
                 dtype=torch_dtype,
                 quantization_config=GgufConfig(dequantize=True),
             )
         else:
-            tokenizer = AutoTokenizer.from_pretrained(model)
-            lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype)
+            tokenizer = AutoTokenizer.from_pretrained(model)  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
+            lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype)  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"cannot load generator model {model!r}: {exc}") from None
     drop_quantization_config(lm)
@@ -184,7 +184,7 @@ def _quantized(settings: LocalSettings) -> tuple[Any, Any]:
     with tempfile.TemporaryDirectory(prefix="contexta-gen-") as tmp:
         dense.save_pretrained(tmp)
         del dense
-        lm = AutoModelForCausalLM.from_pretrained(
+        lm = AutoModelForCausalLM.from_pretrained(  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
             tmp, quantization_config=config, dtype=getattr(torch, settings.dtype), device_map=settings.device
         )
     return tokenizer, lm.eval()

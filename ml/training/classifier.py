@@ -114,7 +114,7 @@ def _validate_recipe(spec: ClassifierSpec) -> None:
 
 def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Indices for (train, validation), taking `fraction` of each class (at least one) into validation."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # nosec B311 # seeded shuffling and sampling for reproducible training, never secrets
     by_class: dict[str, list[int]] = {}
     for i, y in enumerate(labels):
         by_class.setdefault(y, []).append(i)
@@ -173,7 +173,7 @@ def crossfit_predictions(logits: Any, targets: Any, class_bias: bool, seed: int,
 
     if not class_bias:  # a temperature alone never changes the argmax
         return [int(i) for i in logits.argmax(1).tolist()]
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # nosec B311 # seeded shuffling and sampling for reproducible training, never secrets
     by_class: dict[int, list[int]] = {}
     for i, y in enumerate(targets.tolist()):
         by_class.setdefault(int(y), []).append(i)
@@ -198,8 +198,8 @@ def _build_model(spec: ClassifierSpec, names: list[str]) -> tuple[Any, Any]:
 
     path = resolve_model(spec.base_model, default=MINILM)
     hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is expected here
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
+    model = AutoModelForSequenceClassification.from_pretrained(  # nosec B615 # loads a local directory only (HF_HUB_OFFLINE=1; packaged or trained models), never the Hub
         path,
         num_labels=len(names),
         id2label=dict(enumerate(names)),
@@ -331,7 +331,7 @@ def _fine_tune(spec: ClassifierSpec, run: _Run, final_weights: bool) -> tuple[An
     best: dict[str, Any] = {"f1": -1.0, "state": None, "step": 0}
     bad_evals = 0
     step = 0
-    rng = random.Random(spec.seed)
+    rng = random.Random(spec.seed)  # nosec B311 # seeded shuffling and sampling for reproducible training, never secrets
 
     def evaluate_and_maybe_stop() -> bool:
         nonlocal bad_evals

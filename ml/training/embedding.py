@@ -105,7 +105,7 @@ def load_stackfaq_queries(data_dir: Path) -> tuple[tuple[str, ...], tuple[str, .
 def split_by_group(groups: tuple[str, ...], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Pair indices for (train, held aside); whole groups go to one side, chosen with a fixed seed."""
     names = sorted(set(groups))
-    random.Random(seed).shuffle(names)
+    random.Random(seed).shuffle(names)  # nosec B311 # seeded shuffling and sampling for reproducible training, never secrets
     n_eval = max(1, round(len(names) * fraction)) if fraction > 0 else 0
     held = set(names[:n_eval])
     train = [i for i, g in enumerate(groups) if g not in held]
@@ -246,8 +246,8 @@ def train_embedding(spec: EmbeddingSpec, out_dir: Path, callbacks: TrainingCallb
     model.eval()
     before = evaluator(model)
 
-    rng = random.Random(spec.seed)
-    steps_per_epoch = len(group_batches(train_idx, groups, spec.batch_size, random.Random(spec.seed)))
+    rng = random.Random(spec.seed)  # nosec B311 # seeded shuffling and sampling for reproducible training, never secrets
+    steps_per_epoch = len(group_batches(train_idx, groups, spec.batch_size, random.Random(spec.seed)))  # nosec B311 # seeded shuffling and sampling for reproducible training, never secrets
     total = steps_per_epoch * spec.epochs
     total = min(total, spec.max_steps) if spec.max_steps else total
     if total < 1:

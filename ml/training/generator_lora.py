@@ -92,7 +92,7 @@ def _collate(examples: list[dict], pad_id: int, device: str) -> dict[str, Any]:
 
 def _split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     order = list(range(n))
-    random.Random(seed).shuffle(order)
+    random.Random(seed).shuffle(order)  # nosec B311 # seeded shuffling and sampling for reproducible training, never secrets
     n_val = max(1, round(n * fraction)) if n >= 5 and fraction > 0 else 0
     return order[n_val:], sorted(order[:n_val])
 
@@ -153,7 +153,7 @@ def train_generator_lora(spec: GeneratorLoraSpec, out_dir: Path, callbacks: Trai
     total = min(total, spec.max_steps) if spec.max_steps else total
     scheduler = get_linear_schedule_with_warmup(optimizer, int(spec.warmup_ratio * total), total)
     tracker = StepTracker(callbacks, total)
-    rng = random.Random(spec.seed)
+    rng = random.Random(spec.seed)  # nosec B311 # seeded shuffling and sampling for reproducible training, never secrets
     callbacks.log(f"LoRA on {len(train_idx)} pairs, validating on {len(val)}; {total} steps")
 
     val_before = _answer_loss(model, val, spec.batch_size, pad_id, spec.device)

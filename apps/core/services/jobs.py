@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import socket
 import traceback
-from datetime import timedelta
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -15,10 +18,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.core.errors import ServiceError
+from apps.core.errors import QuotaExceeded, ServiceError
+from apps.core.heartbeat import hold_job_lease, process_alive, release_job_lease
 from apps.core.models import JobStatus, TrainingJob
 
 if TYPE_CHECKING:
+    from apps.core.job_registry import JobKind
     from apps.core.job_reporter import JobReporter
 
 logger = logging.getLogger(__name__)
@@ -26,7 +31,40 @@ LOG_TAIL_CHARS = 8000
 
 
 def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds a claim: `host:pid:namespace`, the namespace naming the pid namespace (machine boot and
+    container) in which that pid means this process, since containers on one host may share its name."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_pid_namespace()}"
+
+
+@functools.cache
+def _pid_namespace() -> str:
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""  # not Linux: a claim then dies by its lease alone
+    return hashlib.sha256(f"{boot} {namespace}".encode()).hexdigest()[:8]
+
+
+def claimant_is_dead(*, claimed_by: str, heartbeat_at: datetime | None, now: datetime) -> bool:
+    """Whether the process holding a RUNNING job is gone, so that another may take the job over:
+
+    - its lease went unrenewed for JOB_LEASE_SECONDS: the lease thread renews it every
+      WORKER_HEARTBEAT_SECONDS whatever the job does, so only a dead or cut-off process misses three beats;
+    - or it ran here (same host and pid namespace) and its pid is gone or a zombie: that is known at once;
+    - a claim from before leases (`host:pid`) counts as abandoned after JOB_STALE_SECONDS without progress.
+    """
+    if heartbeat_at is None:
+        return True
+    age = (now - heartbeat_at).total_seconds()
+    parts = claimed_by.split(":")
+    if len(parts) != 3:
+        return age > settings.JOB_STALE_SECONDS
+    host, pid, namespace = parts
+    if age > settings.JOB_LEASE_SECONDS:
+        return True
+    here = bool(namespace) and namespace == _pid_namespace() and host == socket.gethostname()
+    return here and pid.isdigit() and not process_alive(int(pid))
 
 
 def job_create(*, kind: str, params: dict[str, Any], user: User | AnonymousUser | None) -> TrainingJob:
@@ -36,12 +74,37 @@ def job_create(*, kind: str, params: dict[str, Any], user: User | AnonymousUser 
     """
     from apps.core.job_registry import get_kind
 
-    clean = get_kind(kind).validate(params, user=user)
+    job_kind = get_kind(kind)
+    clean = job_kind.validate(params, user=user)
     creator = user if isinstance(user, User) else None
     with transaction.atomic():
+        if user is not None:
+            _check_quota(job_kind, creator)
         job = TrainingJob.objects.create(kind=kind, params=clean, created_by=creator)
         transaction.on_commit(lambda: job_enqueue(job=job))
     return job
+
+
+def _check_quota(kind: JobKind, user: User | None) -> None:
+    """QuotaExceeded when `user` (or everyone) already has the kind's limit of jobs queued or running.
+
+    The user's row is locked first, so one user's concurrent requests are counted one after the other.
+    """
+    per_user, total = kind.quotas()
+    busy = TrainingJob.objects.filter(kind=kind.name, status__in=[JobStatus.PENDING, JobStatus.RUNNING])
+    if user is not None:
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        if busy.filter(created_by=user).count() >= per_user:
+            raise QuotaExceeded(
+                f"you already have {per_user} {kind.name} jobs queued or running, the most one person may: "
+                "wait for one to finish or cancel one",
+                field="kind",
+            )
+    if busy.count() >= total:
+        raise QuotaExceeded(
+            f"{total} {kind.name} jobs are already queued or running, the most at once: try again later",
+            field="kind",
+        )
 
 
 def job_create_local(
@@ -109,20 +172,37 @@ def job_enqueue(*, job: TrainingJob) -> None:
 
 
 def job_claim(*, job_id: int) -> TrainingJob | None:
-    """Move a job to RUNNING for this worker, or return None when someone else holds it.
+    """Move a job to RUNNING for this process, or return None when it is finished or held by a live one.
 
-    A RUNNING job may be re-claimed when its owner has stopped heartbeating (the worker died and the broker
-    redelivered the message). Past JOB_MAX_ATTEMPTS claims, the job is failed instead of retried forever.
+    A PENDING job is claimed with a compare-and-set on its status. A RUNNING job is taken over only when its
+    holder is dead (`claimant_is_dead`; the broker redelivered the message, or the reaper requeued it), with
+    a compare-and-set on the holder and heartbeat judged: a holder that renewed meanwhile keeps the job, and
+    of two processes taking over, one wins. Past JOB_MAX_ATTEMPTS claims, the job is failed instead of
+    retried forever. A lease thread keeps the claim alive until the job finishes (`hold_job_lease`).
     """
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
-    claimable = Q(status=JobStatus.PENDING, cancel_requested=False) | Q(
-        status=JobStatus.RUNNING, heartbeat_at__lt=stale
+    seen = (
+        TrainingJob.objects.filter(pk=job_id)
+        .values("status", "cancel_requested", "claimed_by", "heartbeat_at")
+        .first()
     )
-    claimed = TrainingJob.objects.filter(claimable, pk=job_id).update(
+    if seen is None:
+        return None
+    now = timezone.now()
+    if seen["status"] == JobStatus.PENDING and not seen["cancel_requested"]:
+        expected = Q(status=JobStatus.PENDING, cancel_requested=False)
+    elif seen["status"] == JobStatus.RUNNING and claimant_is_dead(
+        claimed_by=seen["claimed_by"], heartbeat_at=seen["heartbeat_at"], now=now
+    ):
+        expected = Q(
+            status=JobStatus.RUNNING, claimed_by=seen["claimed_by"], heartbeat_at=seen["heartbeat_at"]
+        )
+    else:
+        return None
+    me = worker_identity()
+    claimed = TrainingJob.objects.filter(expected, pk=job_id).update(
         status=JobStatus.RUNNING,
         attempts=F("attempts") + 1,
-        claimed_by=worker_identity(),
+        claimed_by=me,
         heartbeat_at=now,
         started_at=now,
         error="",
@@ -133,16 +213,29 @@ def job_claim(*, job_id: int) -> TrainingJob | None:
     if job.attempts > settings.JOB_MAX_ATTEMPTS:
         job_fail(job=job, reason=f"gave up after {job.attempts - 1} attempts: the worker was lost each time")
         return None
+    if seen["status"] == JobStatus.RUNNING:
+        job_log(job=job, line=f"taken over by {me}: {seen['claimed_by']} had died (attempt {job.attempts})")
+    hold_job_lease(job_id=job.pk, claimant=me)
     return job
+
+
+def job_lease_renew(*, job_id: int, claimant: str) -> bool:
+    """Renew `claimant`'s lease on a running job; False when the job is no longer its to hold."""
+    held = TrainingJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, claimed_by=claimant)
+    return bool(held.update(heartbeat_at=timezone.now()))
 
 
 def job_progress(
     *, job: TrainingJob, step: int, total: int, loss: float | None, eta_seconds: float | None
 ) -> bool:
-    """Record progress and a heartbeat; returns True when cancellation was requested."""
-    TrainingJob.objects.filter(pk=job.pk).update(
+    """Record progress and renew the claim; returns True when the job must stop: cancellation was requested,
+    or the claim is no longer this process's (the job was taken over, or finished elsewhere)."""
+    held = TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claimed_by=job.claimed_by)
+    if not held.update(
         step=step, total_steps=total, loss=loss, eta_seconds=eta_seconds, heartbeat_at=timezone.now()
-    )
+    ):
+        logger.warning("job %s is no longer held by %s: stopping it here", job.pk, job.claimed_by)
+        return True
     return bool(TrainingJob.objects.filter(pk=job.pk).values_list("cancel_requested", flat=True).first())
 
 
@@ -168,10 +261,19 @@ def job_cancel(*, job: TrainingJob) -> TrainingJob:
     return job
 
 
+def job_retry(*, job: TrainingJob, user: User | AnonymousUser | None) -> TrainingJob:
+    """A new job of the same kind and parameters as a failed or cancelled one, checked like any new job."""
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ServiceError(f"job #{job.pk} is {job.status}: only a failed or cancelled job can be run again")
+    return job_create(kind=job.kind, params=dict(job.params), user=user)
+
+
 def _finish(job: TrainingJob, status: str, **fields: Any) -> None:
-    TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+    # Only the claim's holder ends a job: a process that lost its claim (taken over) changes nothing.
+    TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claimed_by=job.claimed_by).update(
         status=status, finished_at=timezone.now(), heartbeat_at=timezone.now(), **fields
     )
+    release_job_lease(job_id=job.pk)
     job.refresh_from_db()
 
 
@@ -189,23 +291,28 @@ def job_mark_cancelled(*, job: TrainingJob, reason: str) -> None:
 
 
 def jobs_reap_stuck() -> dict[str, int]:
-    """Jobs RUNNING without a heartbeat for JOB_STALE_SECONDS: requeue them, or fail them past max attempts.
+    """RUNNING jobs whose holder is dead (`claimant_is_dead`): requeue them, or fail them past max attempts.
 
-    Returns counts, for the beat log.
+    Beat runs this every minute, so a job whose worker died is queued again at the next tick after its death
+    is known, whether or not the broker redelivers. Returns counts, for the beat log.
     """
-    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_SECONDS)
+    now = timezone.now()
     requeued = failed = 0
-    for job in TrainingJob.objects.filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale):
+    for job in TrainingJob.objects.filter(status=JobStatus.RUNNING):
+        if not claimant_is_dead(claimed_by=job.claimed_by, heartbeat_at=job.heartbeat_at, now=now):
+            continue
         if job.attempts >= settings.JOB_MAX_ATTEMPTS or job.cancel_requested:
+            last = f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "none"
             reason = (
                 f"the worker {job.claimed_by or '?'} stopped responding "
-                f"(last heartbeat {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC) after {job.attempts} attempt(s)"
+                f"(last heartbeat {last}) after {job.attempts} attempt(s)"
             )
-            job_fail(job=job, reason=reason)
-            failed += 1
+            job_fail(job=job, reason=reason)  # a no-op if another process took the job over meanwhile
+            if job.status == JobStatus.FAILED:
+                failed += 1
             continue
         reset = TrainingJob.objects.filter(
-            pk=job.pk, status=JobStatus.RUNNING, heartbeat_at__lt=stale
+            pk=job.pk, status=JobStatus.RUNNING, claimed_by=job.claimed_by, heartbeat_at=job.heartbeat_at
         ).update(status=JobStatus.PENDING, claimed_by="")
         if reset:
             job_log(job=job, line=f"requeued: worker {job.claimed_by} stopped responding")

@@ -41,10 +41,12 @@ from apps.sentiment.selectors.catalogue import (
 )
 from apps.sentiment.selectors.due import (
     DELIVERY_WAITING,
+    aggregation_failure,
     deliveries_due,
     feeds_due,
     items_in_range,
     items_stragglers,
+    items_time_range,
     items_unscored,
 )
 from apps.sentiment.selectors.series import (
@@ -68,6 +70,7 @@ __all__ = [
     "EntityRow",
     "Point",
     "active_scope_filter",
+    "aggregation_failure",
     "alert_detail",
     "alert_driving_items",
     "alert_items",
@@ -89,6 +92,7 @@ __all__ = [
     "items_recent",
     "items_scored_by_others",
     "items_stragglers",
+    "items_time_range",
     "items_unscored",
     "items_with_scores",
     "latest_items",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
-from apps.core.models import ModelVersion
+from apps.core.models import JobStatus, ModelVersion, TrainingJob
 from apps.core.selectors import active_version
 from apps.sentiment.models import Delivery, Item, Source
 
 TASK = "sentiment"  # the model registry task whose active version scores items
+RESCORE_KIND = "sentiment_rescore"
 DELIVERY_WAITING = (Delivery.Status.PENDING, Delivery.Status.RETRYING)
 STRAGGLER_AGE = timedelta(minutes=15)
 STRAGGLER_WINDOW = timedelta(hours=24)
@@ -66,3 +67,18 @@ def items_in_range(start: datetime, end: datetime) -> list[int]:
     return list(
         Item.objects.filter(published_at__gte=start, published_at__lt=end).values_list("pk", flat=True)
     )
+
+
+def items_time_range() -> tuple[datetime, datetime] | None:
+    """The earliest and the latest `published_at` of the stored items (None without items)."""
+    span = Item.objects.aggregate(first=Min("published_at"), last=Max("published_at"))
+    return (span["first"], span["last"]) if span["first"] is not None else None
+
+
+def aggregation_failure() -> TrainingJob | None:
+    """The newest re-score job, when it failed: its range's scores may be stored but not in the series.
+
+    Re-running it (a new job with the same range) rebuilds the range; a later success clears this.
+    """
+    last = TrainingJob.objects.filter(kind=RESCORE_KIND).order_by("-created_at", "-pk").first()
+    return last if last is not None and last.status == JobStatus.FAILED else None

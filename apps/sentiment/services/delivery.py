@@ -37,6 +37,11 @@ that. Any 2xx answer counts as delivered.
 
 Slack format (type "slack"): an incoming-webhook POST `{"text": ..., "blocks": [section, context]}`, which Slack,
 Mattermost and Rocket.Chat accept. Email goes through Django's email backend (SMTP by the EMAIL_* settings).
+
+Webhook and Slack URLs may not reach internal addresses (apps/core/outbound.py): checked when the rule is saved
+and again on every attempt, where a refusal is a failed attempt that is not retried; redirects are not
+followed. Secrets are write-only: people see `SECRET_MASK` in their place (`channels_masked`), and a channel
+saved with the mask keeps its stored secret (`channels_keep_secrets`).
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.core import outbound
 from apps.core.errors import ServiceError
 from apps.sentiment.models import Alert, AlertRule, Delivery, DeliveryAttempt, Notification
 from apps.sentiment.selectors import DELIVERY_WAITING
@@ -73,6 +79,7 @@ REPLAY_WINDOW = 300
 SIGNATURE_HEADER = "X-Contexta-Signature"
 TIMESTAMP_HEADER = "X-Contexta-Timestamp"
 CHANNEL_TYPES = ("email", "webhook", "slack")
+SECRET_MASK = "********"  # noqa: S105 (what people see instead of a stored secret)  # nosec B105 # the mask shown in place of a secret, not a secret
 
 
 # --- signing ------------------------------------------------------------------------------------------
@@ -116,12 +123,24 @@ def backoff_seconds(attempt: int) -> int:
 
 
 # --- channels -----------------------------------------------------------------------------------------
-def _http_url(value: Any, where: str) -> str:
+def _http_url(value: Any, where: str, kind: str) -> str:
     url = str(value or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ServiceError(f"{where}: the url must start with http:// or https://", field="channels")
-    return url
+    return outbound.url_check(url=url, what=f"{where}: {kind} URL", field="channels")
+
+
+def _webhook_secret(raw: dict[str, Any], where: str) -> str:
+    secret = raw.get("secret")
+    if not isinstance(secret, str) or len(secret) < 8:
+        raise ServiceError(f'{where}: a webhook needs "secret", at least 8 characters', field="channels")
+    if secret == SECRET_MASK:
+        raise ServiceError(
+            f"{where}: type the webhook secret; {SECRET_MASK} keeps a stored secret only while the URL is unchanged",
+            field="channels",
+        )
+    return secret
 
 
 def _clean_channel(raw: Any, n: int) -> dict[str, Any]:
@@ -145,12 +164,10 @@ def _clean_channel(raw: Any, n: int) -> dict[str, Any]:
                 ) from None
         return {"type": "email", "to": [str(a) for a in to]}
     if kind == "webhook":
-        secret = raw.get("secret")
-        if not isinstance(secret, str) or len(secret) < 8:
-            raise ServiceError(f'{where}: a webhook needs "secret", at least 8 characters', field="channels")
-        return {"type": "webhook", "url": _http_url(raw.get("url"), where), "secret": secret}
+        secret = _webhook_secret(raw, where)
+        return {"type": "webhook", "url": _http_url(raw.get("url"), where, kind), "secret": secret}
     if kind == "slack":
-        return {"type": "slack", "url": _http_url(raw.get("url"), where)}
+        return {"type": "slack", "url": _http_url(raw.get("url"), where, kind)}
     raise ServiceError(f"{where}: type must be one of {', '.join(CHANNEL_TYPES)}", field="channels")
 
 
@@ -159,6 +176,35 @@ def channels_validate(channels: Any) -> list[dict[str, Any]]:
     if not isinstance(channels, list):
         raise ServiceError("Channels are a JSON list of objects.", field="channels")
     return [_clean_channel(raw, n) for n, raw in enumerate(channels, start=1)]
+
+
+def channels_masked(channels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The channels as people see them once saved: every secret replaced by SECRET_MASK."""
+    return [{**c, "secret": SECRET_MASK} if "secret" in c else dict(c) for c in channels]
+
+
+def channels_keep_secrets(*, channels: Any, stored: list[dict[str, Any]]) -> Any:
+    """`channels` with each SECRET_MASK put back to the stored secret of the webhook with the same URL (the one
+    at the same position first). A mask without such a webhook stays, and channels_validate asks for it."""
+    if not isinstance(channels, list):
+        return channels
+    return [_keep_secret(c, n, stored) for n, c in enumerate(channels)]
+
+
+def _keep_secret(channel: Any, n: int, stored: list[dict[str, Any]]) -> Any:
+    if not isinstance(channel, dict) or channel.get("secret") != SECRET_MASK:
+        return channel
+    url = str(channel.get("url") or "").strip()
+    places = [stored[n], *stored] if n < len(stored) else stored
+    same = (c for c in places if c.get("type") == "webhook" and c.get("url") == url and c.get("secret"))
+    match = next(same, None)
+    return {**channel, "secret": match["secret"]} if match else channel
+
+
+def secrets_added(*, before: list[dict[str, Any]], after: list[dict[str, Any]]) -> int:
+    """How many webhook secrets in `after` are new (typed in this save, not kept from `before`)."""
+    old = {c.get("secret") for c in before}
+    return sum(1 for c in after if c.get("secret") and c.get("secret") not in old)
 
 
 def channel_label(channel: dict[str, Any]) -> str:
@@ -320,18 +366,23 @@ def sender(kind: str) -> Callable[[Sender], Sender]:
     return register
 
 
-def post_json(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
-    """POST with a timeout; 2xx is success, 408/429/5xx and network errors may pass, other 4xx do not."""
-    request = urllib.request.Request(  # noqa: S310 (the url was checked to be http(s) when the rule was saved)
+def post_json(url: str, body: bytes, headers: dict[str, str], *, what: str = "webhook URL") -> Outcome:
+    """POST with a timeout; 2xx is success, 408/429/5xx and network errors may pass, other 4xx do not.
+
+    An internal address or a redirect is refused (outbound.url_open) and not retried."""
+    request = urllib.request.Request(  # noqa: S310 (url_open allows http and https only)
         url,
         data=body,
         headers={"Content-Type": "application/json", "User-Agent": "Contexta-Alerts/1", **headers},
         method="POST",
     )
+    timeout = settings.SENTIMENT_WEBHOOK_TIMEOUT
     try:
-        with urllib.request.urlopen(request, timeout=settings.SENTIMENT_WEBHOOK_TIMEOUT) as response:  # noqa: S310
+        with outbound.url_open(request=request, what=what, timeout=timeout) as response:
             response.read(4096)
             return Outcome(True, response.status)
+    except outbound.OutboundError as exc:
+        return Outcome(False, None, exc.message, retry=False)
     except urllib.error.HTTPError as exc:
         snippet = exc.read(300).decode("utf-8", "replace") if exc.fp else ""
         retry = exc.code >= 500 or exc.code in (408, 429)
@@ -356,7 +407,7 @@ def send_webhook(delivery: Delivery) -> Outcome:
 @sender("slack")
 def send_slack(delivery: Delivery) -> Outcome:
     body = json.dumps(slack_payload(delivery.alert, event=delivery.event)).encode("utf-8")
-    return post_json(delivery.channel["url"], body, {})
+    return post_json(delivery.channel["url"], body, {}, what="Slack URL")
 
 
 @sender("email")

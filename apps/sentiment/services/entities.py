@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from django.db import transaction
 
@@ -82,9 +83,7 @@ def current_matcher() -> EntityMatcher:
     if _CACHE["key"] != key:
         _CACHE["matcher"] = EntityMatcher((i, t, list(a or [])) for i, t, a in rows)
         _CACHE["key"] = key
-    matcher = _CACHE["matcher"]
-    assert isinstance(matcher, EntityMatcher)
-    return matcher
+    return cast(EntityMatcher, _CACHE["matcher"])  # set just above, or by an earlier call with the same key
 
 
 def _clean_aliases(aliases: Iterable[str]) -> list[str]:

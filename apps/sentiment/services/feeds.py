@@ -6,6 +6,9 @@ XML) marks the source with the error and schedules the next try after
 poll_interval * 2 ** (failures - 1), capped at MAX_BACKOFF; the items already stored stay. A success resets
 the failure count. `selectors.feeds_due` and the compare-and-set in `feed_claim` let beat fan out one task per due
 feed without two workers polling the same one.
+
+Feed URLs may not reach internal addresses (apps/core/outbound.py): checked when the feed is created and on
+every poll, each redirect hop too (at most MAX_REDIRECTS); a refused poll fails like any other, with the reason.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core import outbound
 from apps.core.errors import ServiceError
 from apps.sentiment.models import Source
 from apps.sentiment.services.ingest import IngestReport, ItemRecord, items_ingest
@@ -31,6 +36,7 @@ FETCH_TIMEOUT = 15.0
 MAX_FEED_BYTES = 5 * 1024 * 1024
 MAX_BACKOFF = timedelta(hours=6)
 USER_AGENT = "Contexta-sentiment/1 (+feed poller)"
+MAX_REDIRECTS = 3
 
 
 class FeedError(Exception):
@@ -56,13 +62,17 @@ def fetch(url: str, *, etag: str = "", modified: str = "", timeout: float = FETC
         raise FeedError(f"not an http(s) URL: {url[:100]}")
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 (scheme checked above)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310
+        with outbound.url_open(
+            request=request, what="feed URL", timeout=timeout, max_redirects=MAX_REDIRECTS
+        ) as resp:
             body = resp.read(MAX_FEED_BYTES + 1)
             if len(body) > MAX_FEED_BYTES:
                 raise FeedError(f"feed larger than {MAX_FEED_BYTES // (1024 * 1024)} MB")
             return FetchResult(
                 resp.status, body, resp.headers.get("ETag", ""), resp.headers.get("Last-Modified", "")
             )
+    except outbound.OutboundError as exc:
+        raise FeedError(exc.message) from None
     except urllib.error.HTTPError as exc:
         if exc.code == 304:
             return FetchResult(304, b"", etag, modified)
@@ -130,10 +140,9 @@ def backoff_delay(source: Source, failures: int) -> timedelta:
 
 
 def feed_source_create(*, name: str, url: str, poll_interval_seconds: int = 600) -> Source:
-    from urllib.parse import urlsplit
-
     if urlsplit(url).scheme not in ("http", "https"):
         raise ServiceError("a feed URL must start with http:// or https://", field="url")
+    outbound.url_check(url=url, what="feed URL", field="url")
     if Source.objects.filter(name=name).exists():
         raise ServiceError(f"a source named {name!r} already exists", field="name")
     return Source.objects.create(

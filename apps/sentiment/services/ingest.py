@@ -3,8 +3,12 @@
 Every source (feed poll, push API, CSV upload, replay) ends in `items_ingest`. Its contract:
 
 - A record needs a title or a text; the text is capped at MAX_TEXT_CHARS (the item is marked `truncated`),
-  the title at MAX_TITLE_CHARS. A URL, when given, must be http(s). A naive `published_at` is read as UTC; a
-  missing one becomes the ingestion time; one in the future is clamped to the ingestion time (and noted).
+  the title at MAX_TITLE_CHARS. A URL, when given, must be http(s).
+- No text field (title, text, url, language, id) may hold a NUL character or a lone surrogate: such a record
+  is rejected, naming the field, rather than silently changed (NUL used to be stripped from title and text).
+- A naive `published_at` is read as UTC; a missing one becomes the ingestion time. It must lie between
+  EARLIEST_PUBLISHED (1970-01-01) and MAX_FUTURE (a day) after the ingestion time, or the record is rejected;
+  one in the future within that day is clamped to the ingestion time (and noted).
 - Duplicates are items whose URL, or whose normalised text (see `normalise_text`), is already stored or
   appears earlier in the same batch. They are counted, never stored twice.
 - Atomic per batch: the valid records of one call are stored in one transaction, together with their entity
@@ -39,9 +43,12 @@ MAX_TEXT_CHARS = 100_000
 MAX_TITLE_CHARS = 1000
 MAX_URL_CHARS = 1000
 FUTURE_NOTE_TOLERANCE = timedelta(minutes=5)
+EARLIEST_PUBLISHED = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_FUTURE = timedelta(days=1)
 SCORE_CHUNK = 256
 
 _SPACE_RE = re.compile(r"\s+")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -65,14 +72,27 @@ class IngestReport:
     rejected: list[tuple[int, str]] = field(default_factory=list)
     notes: list[tuple[int, str]] = field(default_factory=list)
     item_ids: list[int] = field(default_factory=list)
+    # index -> the field a rejection names, when it names one ("title", "url", "published_at", ...)
+    rejected_fields: dict[int, str] = field(default_factory=dict)
+
+    def reject(self, index: int, reason: str, field: str | None = None) -> None:
+        self.rejected.append((index, reason))
+        if field:
+            self.rejected_fields[index] = field
 
     def as_dict(self) -> dict[str, object]:
         return {
             "created": self.created,
             "duplicates": self.duplicates,
-            "rejected": [{"index": i, "reason": r} for i, r in self.rejected],
+            "rejected": [self._rejection(i, r) for i, r in self.rejected],
             "notes": [{"index": i, "note": n} for i, n in self.notes],
         }
+
+    def _rejection(self, index: int, reason: str) -> dict[str, object]:
+        entry: dict[str, object] = {"index": index, "reason": reason}
+        if index in self.rejected_fields:
+            entry["field"] = self.rejected_fields[index]
+        return entry
 
 
 # --- text normalisation and language -------------------------------------------------------------------
@@ -112,30 +132,63 @@ def _clean_url(url: str | None) -> str | None:
     return url
 
 
-def _clean(index: int, rec: ItemRecord, now: datetime, notes: list[tuple[int, str]]) -> _Clean:
-    title = _SPACE_RE.sub(" ", (rec.title or "").replace("\x00", "")).strip()
-    text = (rec.text or "").replace("\x00", "").strip()
-    if not title and not text:
-        raise ServiceError("text and title are both empty", field="text")
-    truncated = len(text) > MAX_TEXT_CHARS or len(title) > MAX_TITLE_CHARS
-    if truncated:
-        notes.append((index, f"text longer than {MAX_TEXT_CHARS} characters: truncated"))
-    text, title = text[:MAX_TEXT_CHARS], title[:MAX_TITLE_CHARS]
-    published = rec.published_at or now
+def check_text(value: str, *, field: str) -> None:
+    """Refuse a NUL character or a lone surrogate in `value` (they cannot be stored, hashed or shown safely)."""
+    if "\x00" in value:
+        raise ServiceError(f"{field} contains a NUL character", field=field)
+    if _SURROGATE_RE.search(value):
+        raise ServiceError(
+            f"{field} contains a lone surrogate (half of a UTF-16 pair): send valid text", field=field
+        )
+
+
+def _clean_published(
+    published: datetime | None, index: int, now: datetime, notes: list[tuple[int, str]]
+) -> datetime:
+    published = published or now
     if timezone.is_naive(published):
         published = published.replace(tzinfo=UTC)
+    if not EARLIEST_PUBLISHED <= published <= now + MAX_FUTURE:
+        raise ServiceError(
+            f"published_at {published.isoformat()} is outside the accepted window: from "
+            f"{EARLIEST_PUBLISHED:%Y-%m-%d} to {MAX_FUTURE.total_seconds() / 3600:.0f} hours after ingestion",
+            field="published_at",
+        )
     if published > now:
         if published - now > FUTURE_NOTE_TOLERANCE:
             notes.append(
                 (index, f"published_at {published.isoformat()} is in the future: set to ingestion time")
             )
         published = now
+    return published
+
+
+def _clean(index: int, rec: ItemRecord, now: datetime, notes: list[tuple[int, str]]) -> _Clean:
+    texts = {
+        "title": rec.title,
+        "text": rec.text,
+        "url": rec.url,
+        "language": rec.language,
+        "id": rec.external_id,
+    }
+    for name, value in texts.items():
+        check_text(value or "", field=name)
+    title = _SPACE_RE.sub(" ", rec.title or "").strip()
+    text = (rec.text or "").strip()
+    if not title and not text:
+        raise ServiceError("text and title are both empty", field="text")
+    url = _clean_url(rec.url)
+    published = _clean_published(rec.published_at, index, now, notes)
+    truncated = len(text) > MAX_TEXT_CHARS or len(title) > MAX_TITLE_CHARS
+    if truncated:
+        notes.append((index, f"text longer than {MAX_TEXT_CHARS} characters: truncated"))
+    text, title = text[:MAX_TEXT_CHARS], title[:MAX_TITLE_CHARS]
     language = (rec.language or "").strip().lower()[:16] or detect_language(f"{title} {text}")
     return _Clean(
         index=index,
         title=title,
         text=text,
-        url=_clean_url(rec.url),
+        url=url,
         published_at=published,
         language=language,
         external_id=(rec.external_id or "")[:300],
@@ -149,6 +202,7 @@ def source_get_or_create(*, name: str, kind: str, url: str = "") -> Source:
     name = (name or "").strip()[:200]
     if not name:
         raise ServiceError("a source name is required", field="source")
+    check_text(name, field="source")
     if kind not in Source.Kind.values:
         raise ServiceError(f"unknown source kind {kind!r}", field="kind")
     source, _ = Source.objects.get_or_create(name=name, defaults={"kind": kind, "url": url})
@@ -172,7 +226,7 @@ def items_ingest(
         try:
             clean.append(_clean(index, rec, now, report.notes))
         except ServiceError as exc:
-            report.rejected.append((index, exc.message))
+            report.reject(index, exc.message, exc.field)
     fresh = _drop_duplicates(clean)
     report.duplicates = len(clean) - len(fresh)
     if fresh:

@@ -191,8 +191,15 @@ def _previous_many(scopes: list[Scope], granularity: str, before: datetime) -> d
 
 @transaction.atomic
 def series_rebuild(*, version_id: int, start: datetime, end: datetime) -> dict[str, int]:
-    """Recompute every bucket in [start, end) (widened to whole UTC days) from `version`'s scores."""
-    start, day_end = floor_time(start, "day"), floor_time(end, "day")
+    """Recompute every bucket in [start, end) (widened to whole UTC days) from `version`'s scores.
+
+    The range is cut to the accepted publication window (EARLIEST_PUBLISHED on): an item outside it, stored
+    before ingestion checked the window, is left out instead of failing the whole rebuild with an overflow.
+    """
+    from apps.sentiment.services.ingest import EARLIEST_PUBLISHED
+
+    start = max(start, EARLIEST_PUBLISHED)
+    start, day_end = floor_time(start, "day"), floor_time(max(end, start), "day")
     end = day_end if day_end == end else day_end + PERIOD["day"]
     end = max(end, start + PERIOD["day"])
     old = Bucket.objects.filter(start__gte=start, start__lt=end)

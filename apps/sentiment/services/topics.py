@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import cast
 
 from django.db import transaction
 
@@ -286,9 +287,7 @@ def current_topic_matcher() -> TopicMatcher:
     if _CACHE["key"] != key:
         _CACHE["matcher"] = TopicMatcher((i, list(k or [])) for i, k in rows)
         _CACHE["key"] = key
-    matcher = _CACHE["matcher"]
-    assert isinstance(matcher, TopicMatcher)
-    return matcher
+    return cast(TopicMatcher, _CACHE["matcher"])  # set just above, or by an earlier call with the same key
 
 
 @transaction.atomic

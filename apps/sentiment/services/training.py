@@ -32,7 +32,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db import transaction
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.errors import ServiceError
@@ -326,16 +325,16 @@ def run_training_job(job: TrainingJob, reporter: Any) -> tuple[dict[str, Any], d
 def _after_promotion(
     version: ModelVersion, previous: ModelVersion | None, params: dict[str, Any], job: TrainingJob
 ) -> TrainingJob | None:
-    """Queue a re-score: the chosen range, or for a first model every item that waits for one."""
+    """Queue a re-score: the chosen range, or for a first model every stored item (all wait for one)."""
     from apps.core.services.jobs import job_create
-    from apps.sentiment.models import Item
+    from apps.sentiment.selectors import items_time_range
 
     start, end = params.get("rescore_from"), params.get("rescore_to")
     if not (start and end) and previous is None:
-        first = Item.objects.order_by("published_at").values_list("published_at", flat=True).first()
-        if first is None:
+        stored = items_time_range()
+        if stored is None:
             return None
-        start, end = first.isoformat(), (timezone.now() + timedelta(hours=1)).isoformat()
+        start, end = stored[0].isoformat(), (stored[1] + timedelta(seconds=1)).isoformat()
     if not (start and end):
         return None
     return job_create(kind="sentiment_rescore", params={"start": start, "end": end}, user=job.created_by)

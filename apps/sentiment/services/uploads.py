@@ -6,9 +6,11 @@ reason and never stops the others; a problem with the whole file or request stor
 
 from __future__ import annotations
 
+import csv
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -53,6 +55,8 @@ def parse_when(raw: str) -> datetime | None:
     raw = (raw or "").strip()
     if not raw:
         return None
+    if not raw.isprintable():  # a NUL or a lone surrogate; Python's fromisoformat stops at a NUL
+        raise ValueError(f"published_at {raw[:40]!r} is not a date-time (use ISO 8601 or Unix seconds)")
     if re.fullmatch(r"\d{9,11}(\.\d+)?", raw):
         return datetime.fromtimestamp(float(raw), tz=UTC)
     value = parse_datetime(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
@@ -124,43 +128,82 @@ def items_upload_csv(
     """Ingest a CSV file; rows are numbered as a spreadsheet shows them (the header is row 1).
 
     Whole-file problems (not UTF-8, no usable header, too large) store nothing and raise ServiceError.
-    Row problems (empty text, a bad date or URL) reject that row only. Valid rows are stored in batches of
-    UPLOAD_BATCH, each atomic; uploading the same file again stores nothing twice.
+    Row problems (empty text, a bad date or URL, broken quoting) reject that row only; a quote left open runs
+    to the end of the file, so it rejects its row as "line N: unterminated quote" and the rest is not read.
+    Valid rows are stored in batches of UPLOAD_BATCH, each atomic; uploading the same file again stores
+    nothing twice.
     """
-    import csv
-
     if len(data) > UPLOAD_MAX_BYTES:
         raise ServiceError(f"the file is larger than {UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file")
-    text = decode_upload(data, encoding)
-    csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    mapping = upload_columns(reader.fieldnames)
+    rows = _csv_rows(decode_upload(data, encoding))
+    header = next(rows, None)
+    header = header if isinstance(header, list) else None  # the header's problems raise instead
+    mapping = upload_columns(header)
     now = now or timezone.now()
     total = IngestReport()
     pending: list[tuple[int, ItemRecord]] = []
-    try:
-        for number, row in enumerate(reader, start=2):
-            if number - 1 > UPLOAD_MAX_ROWS:
-                total.rejected.append((number, f"more than {UPLOAD_MAX_ROWS} rows: the rest was not read"))
-                break
-            record = row_record(number, row, mapping, total)
-            if record is not None:
-                pending.append((number, record))
-            if len(pending) >= UPLOAD_BATCH:
-                _ingest_rows(source, pending, now, score, total)
-                pending = []
-    except csv.Error as exc:
-        total.rejected.append(
-            (reader.line_num, f"the CSV is malformed here ({exc}); later rows were not read")
-        )
+    for number, cells in enumerate(rows, start=2):
+        if number - 1 > UPLOAD_MAX_ROWS:
+            total.reject(number, f"more than {UPLOAD_MAX_ROWS} rows: the rest was not read")
+            break
+        if isinstance(cells, _CsvProblem):
+            total.reject(number, cells.reason)
+            continue
+        record = row_record(number, _row_dict(cells, header or []), mapping, total)
+        if record is not None:
+            pending.append((number, record))
+        if len(pending) >= UPLOAD_BATCH:
+            _ingest_rows(source, pending, now, score, total)
+            pending = []
     _ingest_rows(source, pending, now, score, total)
     total.rejected.sort()
     total.notes.sort()
     return total
 
 
+@dataclass(frozen=True)
+class _CsvProblem:
+    reason: str
+
+
+def _csv_rows(text: str) -> Iterator[list[str] | _CsvProblem]:
+    """The non-blank records of a CSV text (the header first), read strictly: a record with broken quoting
+    comes as a _CsvProblem naming its first line, and reading goes on after it, except after a quote left
+    open to the end of the file. A problem in the header is a ServiceError."""
+    csv.field_size_limit(max(csv.field_size_limit(), 16 * 1024 * 1024))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    in_header = True
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            unterminated = "unexpected end of data" in str(exc)
+            problem = "unterminated quote" if unterminated else f"malformed CSV ({exc})"
+            if in_header:
+                raise ServiceError(f"line {line}: {problem} in the header row", field="file") from None
+            if unterminated:
+                yield _CsvProblem(f"line {line}: {problem}; lines {line}-{reader.line_num} were not read")
+                return
+            yield _CsvProblem(f"line {line}: {problem}; the row was skipped")
+            continue
+        if cells:
+            in_header = False
+            yield cells
+
+
+def _row_dict(cells: list[str], header: list[str]) -> dict[str | None, Any]:
+    """A row as csv.DictReader gives it: by header name, extra cells as a list under the key None."""
+    row: dict[str | None, Any] = dict(zip(header, cells, strict=False))
+    if len(cells) > len(header):
+        row[None] = cells[len(header) :]
+    return row
+
+
 def row_record(
-    number: int, row: dict[str, Any], mapping: dict[str, str], report: IngestReport
+    number: int, row: Mapping[Any, Any], mapping: dict[str, str], report: IngestReport
 ) -> ItemRecord | None:
     values = {key: row.get(name) for name, key in mapping.items()}
     if None in row:  # more cells than header columns
@@ -168,7 +211,7 @@ def row_record(
     try:
         published = parse_when(str(values.get("published_at") or ""))
     except ValueError as exc:
-        report.rejected.append((number, str(exc)))
+        report.reject(number, str(exc), "published_at")
         return None
     return ItemRecord(
         text=str(values.get("text") or ""),
@@ -192,6 +235,7 @@ def _ingest_rows(
     total.duplicates += part.duplicates
     total.item_ids += part.item_ids
     total.rejected += [(numbers[i], reason) for i, reason in part.rejected]
+    total.rejected_fields |= {numbers[i]: name for i, name in part.rejected_fields.items()}
     total.notes += [(numbers[i], note) for i, note in part.notes]
 
 
@@ -216,14 +260,15 @@ def _push_record(raw: object) -> ItemRecord:
         raise ServiceError("each item must be a JSON object")
     unknown = set(raw) - set(PUSH_FIELDS)
     if unknown:
-        raise ServiceError(f"unknown fields: {', '.join(sorted(unknown))}")
+        shown = ", ".join(sorted(name if name.isprintable() else ascii(name) for name in map(str, unknown)))
+        raise ServiceError(f"unknown fields: {shown}")
     for key in PUSH_FIELDS:
         if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise ServiceError(f"{key} must be a string")
+            raise ServiceError(f"{key} must be a string", field=key)
     try:
         published = parse_when(raw.get("published_at") or "")
     except ValueError as exc:
-        raise ServiceError(str(exc)) from None
+        raise ServiceError(str(exc), field="published_at") from None
     return ItemRecord(
         text=raw.get("text") or "",
         title=raw.get("title") or "",
@@ -262,7 +307,7 @@ def items_push(*, source_name: object, items: object, now: datetime | None = Non
         try:
             valid.append((index, _push_record(raw)))
         except ServiceError as exc:
-            report.rejected.append((index, exc.message))
+            report.reject(index, exc.message, exc.field)
     _ingest_rows(source, valid, now or timezone.now(), True, report)
     report.rejected.sort()
     report.notes.sort()

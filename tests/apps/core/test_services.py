@@ -16,8 +16,9 @@ pytestmark = pytest.mark.services
 
 
 @pytest.mark.django_db
-def test_running_on_postgresql_and_redis(client):
+def test_running_on_postgresql_and_redis(client, make_user):
     assert connection.vendor == "postgresql"
+    client.force_login(make_user("admin"))  # the checks' details are for staff
     for queue in ("default", "inference", "training", "beat"):
         beat(f"{queue}@ci", [queue])
     body = client.get("/healthz").json()

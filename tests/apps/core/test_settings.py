@@ -36,7 +36,8 @@ def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
     [
         ({"DATABASE_URL": "mysql//nope"}, "DATABASE_URL"),
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG"),
-        ({"DJANGO_DEBUG": "0"}, "DJANGO_SECRET_KEY"),
+        ({"CONTEXTA_LOCAL": "0"}, "DJANGO_SECRET_KEY"),
+        ({"BIND": "0.0.0.0:8000"}, "BIND"),
         ({"DJANGO_SECRET_KEY": "short"}, "DJANGO_SECRET_KEY"),
         ({"CELERY_BROKER_URL": "localhost:6379"}, "CELERY_BROKER_URL"),
         ({"REDIS_URL": "http://cache"}, "REDIS_URL"),
@@ -56,6 +57,27 @@ def test_check_deploy_is_clean_with_production_values(tmp_path):
     result = _manage(tmp_path, "check", "--deploy", "--fail-level", "WARNING", **PROD)
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_the_embedded_default_is_local_with_debug_off(tmp_path):
+    code = (
+        "from django.conf import settings as s; "
+        "print(s.DEBUG, s.LOCAL, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, s.SECRET_KEY == '')"
+    )
+    result = _manage(tmp_path, "shell", "-c", code)
+    assert result.stdout.strip().splitlines()[-1] == "False True False False False", result.stderr
+    assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_debug_is_on_only_when_asked_and_production_is_strict(tmp_path):
+    code = "from django.conf import settings as s; print(s.DEBUG, s.LOCAL, s.SECURE_SSL_REDIRECT)"
+    assert _manage(tmp_path, "shell", "-c", code, DJANGO_DEBUG="1").stdout.split()[-3:] == [
+        "True",
+        "True",
+        "False",
+    ]
+    strict = _manage(tmp_path, "shell", "-c", code, **PROD)
+    assert strict.stdout.split()[-3:] == ["False", "False", "True"], strict.stderr
 
 
 def test_no_eager_celery_outside_tests(tmp_path):

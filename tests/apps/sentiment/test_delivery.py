@@ -1,11 +1,17 @@
-"""Delivery: signed webhooks checked by a real receiver, retries with backoff, Slack format, email."""
+"""Delivery: signed webhooks checked by a real receiver, retries with backoff, Slack format, email.
+
+The receiver listens on 127.0.0.1, which outbound requests refuse unless OUTBOUND_ALLOW_NETWORKS allows it:
+the `receiver` fixture allows loopback, and the refusal tests take it away again.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +22,7 @@ from django.core import mail
 from django.utils import timezone
 
 from apps.sentiment import selectors
-from apps.sentiment.models import Alert, Delivery, Notification
+from apps.sentiment.models import Alert, AlertRule, Delivery, Notification
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import delivery as svc
 from apps.sentiment.tasks import sweep_deliveries
@@ -24,6 +30,8 @@ from tests.apps.sentiment import alert_factories as f
 
 pytestmark = pytest.mark.django_db
 SECRET = "a-shared-secret-for-tests"
+PUBLIC = "93.184.216.34"
+LOOPBACK_ALLOWED = ["127.0.0.0/8"]
 
 
 class Receiver:
@@ -31,6 +39,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.statuses: list[int] = []
+        self.location = ""  # sent with a 3xx status
         self.requests: list[dict[str, Any]] = []
         receiver = self
 
@@ -46,6 +55,8 @@ class Receiver:
                 receiver.requests.append({"headers": dict(self.headers), "body": body, "verified": verified})
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", receiver.location)
                 self.end_headers()
                 self.wfile.write(b"ok" if status < 300 else b"server trouble")
 
@@ -66,9 +77,25 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(settings) -> Iterator[Receiver]:
+    settings.OUTBOUND_ALLOW_NETWORKS = LOOPBACK_ALLOWED
     with Receiver() as r:
         yield r
+
+
+@pytest.fixture
+def dns(monkeypatch) -> dict[str, list[str]]:
+    """Host names resolved without the network: name -> addresses; other names resolve as usual."""
+    names: dict[str, list[str]] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if host not in names:
+            return real(host, port, *args, **kwargs)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, int(port or 0))) for a in names[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names
 
 
 def fired_alert(channels: list[dict[str, Any]]) -> Alert:
@@ -175,18 +202,19 @@ def test_delivery_settings_are_read_when_used(receiver, settings, monkeypatch):
     assert seen["lease"] == t + timedelta(seconds=45)
 
 
-def test_the_webhook_timeout_is_read_when_sending(settings, monkeypatch):
+def test_the_webhook_timeout_is_read_when_sending(settings, monkeypatch, dns):
     settings.SENTIMENT_WEBHOOK_TIMEOUT = 2.5
-    timeouts: list[float] = []
+    dns["receiver.example"] = [PUBLIC]
+    connects: list[tuple[tuple[str, int], float]] = []
 
-    def urlopen(request: object, timeout: float) -> None:
-        timeouts.append(timeout)
+    def create_connection(address: tuple[str, int], timeout: float, *args: Any) -> None:
+        connects.append((address, timeout))
         raise TimeoutError("slow receiver")
 
-    monkeypatch.setattr(svc.urllib.request, "urlopen", urlopen)
-    with pytest.raises(TimeoutError):
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    with pytest.raises(urllib.error.URLError, match="slow receiver"):
         svc.post_json("https://receiver.example/hook", b"{}", {})
-    assert timeouts == [2.5]
+    assert connects == [((PUBLIC, 443), 2.5)]  # to the vetted address, with the configured timeout
 
 
 def test_a_channel_that_stays_down_fails_for_good_but_the_alert_stays(receiver, settings):
@@ -209,9 +237,11 @@ def test_a_rejecting_endpoint_is_not_retried(receiver):
     fired_alert([{"type": "webhook", "url": receiver.url, "secret": SECRET}])
     delivery = svc.delivery_send(delivery_id=Delivery.objects.get().pk)
     assert (delivery.status, delivery.attempts) == ("failed", 1)
+    assert delivery.attempt_log.get().status_code == 404 and len(receiver.requests) == 1
 
 
-def test_an_unreachable_endpoint_is_logged_and_retried():
+def test_an_unreachable_endpoint_is_logged_and_retried(settings):
+    settings.OUTBOUND_ALLOW_NETWORKS = LOOPBACK_ALLOWED
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -275,7 +305,8 @@ def test_resolving_sends_a_resolved_event(receiver, make_user, django_capture_on
     assert resolved["alert"]["message"].startswith("Resolved (ana)")
 
 
-def test_channel_validation():
+def test_channel_validation(dns):
+    dns["h.example"] = dns["hooks.slack.com"] = [PUBLIC]
     ok = svc.channels_validate(
         [
             {"type": "email", "to": ["a@example.com"]},
@@ -292,3 +323,82 @@ def test_channel_validation():
     ]:
         with pytest.raises(svc.ServiceError, match=words):
             svc.channels_validate([bad])
+
+
+# --- internal addresses -------------------------------------------------------------------------------
+def test_a_rule_cannot_be_saved_with_a_channel_to_an_internal_address(dns):
+    dns["metadata.google.internal"] = ["169.254.169.254"]
+    dns["hooks.example"] = [PUBLIC, "10.1.2.3"]  # one internal address is enough
+    good = {"name": "r", "condition": "score_drop", "threshold": 3, "window_minutes": 60, "min_count": 5}
+    with pytest.raises(svc.ServiceError) as private:
+        alert_services.rule_create(
+            user=None, channels=[{"type": "webhook", "url": "http://10.0.0.5/", "secret": SECRET}], **good
+        )
+    assert private.value.field == "channels"
+    assert private.value.message == (
+        "channel 1: webhook URL http://10.0.0.5/ resolves to 10.0.0.5, a private address; "
+        "set OUTBOUND_ALLOW_NETWORKS to allow it"
+    )
+    for url, words in [
+        ("http://127.0.0.1:8000/admin/", "resolves to 127.0.0.1, a loopback address"),
+        ("http://169.254.169.254/latest/meta-data/", "a cloud metadata endpoint, which is never allowed"),
+        ("http://metadata.google.internal/computeMetadata/v1/", "names a cloud metadata host"),
+        ("https://hooks.example/x", "resolves to 10.1.2.3, a private address"),
+        ("http://[::ffff:10.0.0.5]/", "which stands for 10.0.0.5, a private address"),
+    ]:
+        with pytest.raises(svc.ServiceError, match=re.escape(words)):
+            svc.channels_validate([{"type": "slack", "url": url}])
+    assert not AlertRule.objects.exists()
+
+
+def test_the_allow_setting_lets_a_rule_reach_an_internal_receiver(settings):
+    settings.OUTBOUND_ALLOW_NETWORKS = ["10.0.0.0/8"]
+    [channel] = svc.channels_validate([{"type": "webhook", "url": "http://10.0.0.5/hook", "secret": SECRET}])
+    assert channel["url"] == "http://10.0.0.5/hook"
+    settings.OUTBOUND_ALLOW_NETWORKS = ["169.254.0.0/16"]
+    with pytest.raises(svc.ServiceError, match="a cloud metadata endpoint"):  # never, whatever is allowed
+        svc.channels_validate([{"type": "slack", "url": "http://169.254.169.254/"}])
+
+
+def test_a_delivery_to_an_internal_address_fails_at_send_time_with_the_reason(receiver, settings):
+    fired_alert([{"type": "webhook", "url": receiver.url, "secret": SECRET}])  # saved while allowed
+    settings.OUTBOUND_ALLOW_NETWORKS = []
+
+    delivery = svc.delivery_send(delivery_id=Delivery.objects.get().pk)
+
+    attempt = delivery.attempt_log.get()
+    assert (delivery.status, delivery.attempts, attempt.ok, attempt.status_code) == ("failed", 1, False, None)
+    assert attempt.error == (
+        f"webhook URL {receiver.url} resolves to 127.0.0.1, a loopback address; "
+        "set OUTBOUND_ALLOW_NETWORKS to allow it"
+    )
+    assert receiver.requests == []  # nothing left the server
+    assert Notification.objects.filter(message__contains="a loopback address").exists()
+
+
+def test_dns_that_changes_after_saving_is_checked_again_when_sending(dns, settings):
+    dns["hooks.example"] = [PUBLIC]
+    channels = svc.channels_validate([{"type": "slack", "url": "https://hooks.example/services/T/B/X"}])
+    fired_alert(channels)  # saved while the name was public
+    dns["hooks.example"] = ["10.9.8.7"]  # rebinding to an internal address after the check
+
+    delivery = svc.delivery_send(delivery_id=Delivery.objects.get().pk)
+
+    assert delivery.status == "failed"
+    assert "Slack URL https://hooks.example/services/T/B/X resolves to 10.9.8.7, a private address" in (
+        delivery.attempt_log.get().error
+    )
+
+
+def test_a_webhook_that_redirects_is_not_followed(receiver):
+    receiver.statuses = [302]
+    receiver.location = "http://169.254.169.254/latest/meta-data/"
+    fired_alert([{"type": "webhook", "url": receiver.url, "secret": SECRET}])
+
+    delivery = svc.delivery_send(delivery_id=Delivery.objects.get().pk)
+
+    assert (delivery.status, delivery.attempts) == ("failed", 1)
+    assert "redirects to http://169.254.169.254/latest/meta-data/ (HTTP 302); redirects are not followed" in (
+        delivery.attempt_log.get().error
+    )
+    assert len(receiver.requests) == 1

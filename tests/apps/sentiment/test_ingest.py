@@ -82,7 +82,7 @@ def test_a_database_failure_stores_nothing_of_the_batch(
 
 def test_times_are_clamped_and_defaulted(source: Source) -> None:
     records = [
-        ItemRecord(text="from the future", published_at=NOW + timedelta(days=2)),
+        ItemRecord(text="from the future", published_at=NOW + timedelta(hours=20)),
         ItemRecord(text="no time"),
         ItemRecord(text="naive time", published_at=datetime(2024, 5, 1, 9, 0)),  # noqa: DTZ001 (on purpose)
     ]
@@ -403,12 +403,19 @@ def test_csv_upload_reports_rows_by_spreadsheet_number(source: Source) -> None:
         ",,2024-05-14,\n"
         "Tesla,Deliveries fall,not a date,\n"
         "Dup,Strong quarter,,https://x.test/a\n"
-        "Future,From tomorrow,2999-01-01T00:00:00Z,\n"
+        "Future,From tonight,2024-05-14T23:00:00Z,\n"
+        "Far future,In 2999,2999-01-01T00:00:00Z,\n"
     )
     report = items_upload_csv(source=source, data=data, now=NOW)
     assert report.created == 2 and report.duplicates == 1
-    assert report.rejected == [(3, "text and title are both empty"), (4, report.rejected[1][1])]
+    assert report.rejected == [
+        (3, "text and title are both empty"),
+        (4, report.rejected[1][1]),
+        (7, report.rejected[2][1]),
+    ]
     assert "not a date-time" in report.rejected[1][1]
+    assert "outside the accepted window" in report.rejected[2][1]
+    assert report.rejected_fields == {3: "text", 4: "published_at", 7: "published_at"}
     assert report.notes[0][0] == 6 and "future" in report.notes[0][1]
     assert Item.objects.get(title="Future").published_at == NOW
 

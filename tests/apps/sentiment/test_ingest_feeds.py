@@ -1,4 +1,8 @@
-"""Feed polling against saved RSS 2.0 / Atom files served by a local HTTP server (never the network)."""
+"""Feed polling against saved RSS 2.0 / Atom files served by a local HTTP server (never the network).
+
+Feeds may not reach internal addresses unless OUTBOUND_ALLOW_NETWORKS allows them: every test here allows
+loopback (the local server), and the refusal tests take it away again.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,12 @@ from apps.sentiment.services.entities import entity_upsert
 
 FIXTURES = Path(__file__).parent / "fixtures"
 pytestmark = pytest.mark.django_db
+REDIRECTS = {"/moved": "/rss", "/to-private": "http://10.0.0.5/rss", "/to-ftp": "ftp://files.example/rss"}
+
+
+@pytest.fixture(autouse=True)
+def local_server_allowed(settings) -> None:
+    settings.OUTBOUND_ALLOW_NETWORKS = ["127.0.0.0/8"]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -34,6 +44,11 @@ class _Handler(BaseHTTPRequestHandler):
             "/atom": ("feed_atom.xml", '"a1"'),
             "/bad": ("feed_malformed.xml", ""),
         }
+        if self.path in REDIRECTS:
+            self.send_response(301)
+            self.send_header("Location", REDIRECTS[self.path])
+            self.end_headers()
+            return
         if self.path == "/error":
             self.send_response(500)
             self.end_headers()
@@ -190,3 +205,50 @@ def test_feed_urls_must_be_http() -> None:
 
     with pytest.raises(ServiceError, match="http"):
         feeds.feed_source_create(name="local", url="file:///etc/passwd")
+
+
+def test_a_feed_on_an_internal_address_cannot_be_created(server: str, settings) -> None:
+    from apps.core.errors import ServiceError
+
+    settings.OUTBOUND_ALLOW_NETWORKS = []
+    for url, words in [
+        (
+            f"{server}/rss",
+            f"feed URL {server}/rss resolves to 127.0.0.1, a loopback address; set OUTBOUND_ALLOW",
+        ),
+        ("http://192.168.0.10/rss", "resolves to 192.168.0.10, a private address"),
+        ("http://169.254.169.254/latest/meta-data/", "a cloud metadata endpoint, which is never allowed"),
+        ("http://[::1]/rss", "resolves to ::1, a loopback address"),
+    ]:
+        with pytest.raises(ServiceError) as refused:
+            _feed(url)
+        assert refused.value.field == "url" and words in refused.value.message
+    assert not Source.objects.exists()
+
+
+def test_a_poll_is_refused_when_the_address_is_no_longer_allowed(server: str, settings) -> None:
+    source = _feed(f"{server}/rss")  # created while loopback was allowed
+    settings.OUTBOUND_ALLOW_NETWORKS = []
+
+    with pytest.raises(feeds.FeedError, match="a loopback address"):
+        feeds.feed_poll(source=source)
+
+    assert (
+        source.consecutive_failures == 1 and "resolves to 127.0.0.1, a loopback address" in source.last_error
+    )
+    assert Item.objects.count() == 0
+
+
+def test_redirects_are_followed_but_each_hop_is_checked(server: str) -> None:
+    assert feeds.feed_poll(source=_feed(f"{server}/moved")).created == 3  # a moved feed still works
+
+    source = _feed(f"{server}/to-private", "moved away")
+    with pytest.raises(feeds.FeedError) as refused:
+        feeds.feed_poll(source=source)
+    assert str(refused.value) == (
+        f"feed URL {server}/to-private redirected to http://10.0.0.5/rss, which resolves to 10.0.0.5, "
+        "a private address; set OUTBOUND_ALLOW_NETWORKS to allow it"
+    )
+    assert source.last_error == str(refused.value)
+    with pytest.raises(feeds.FeedError, match="which is not an http"):
+        feeds.feed_poll(source=_feed(f"{server}/to-ftp", "to ftp"))

@@ -197,6 +197,28 @@ def test_rule_editor_shows_errors(client, world):
     assert AlertRule.objects.count() == 1
 
 
+def test_rule_editor_refuses_a_webhook_to_an_internal_address(client, world):
+    client.force_login(world["users"]["analyst"])
+    base = {"name": "internal", "condition": "score_drop", "threshold": "3", "window_minutes": "60",
+            "min_count": "5", "cooldown_minutes": "0", "severity": "info", "action": "save"}  # fmt: skip
+    channels = '[{"type": "webhook", "url": "http://10.0.0.5/", "secret": "long-enough-secret"}]'
+
+    response = client.post("/sentiment/rules/new/", {**base, "channels": channels})
+
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "channel 1: webhook URL http://10.0.0.5/ resolves to 10.0.0.5, a private address" in page
+    assert "set OUTBOUND_ALLOW_NETWORKS to allow it" in page
+    assert not AlertRule.objects.filter(name="internal").exists()
+
+
+def test_rule_editor_masks_the_stored_secret(client, world):
+    client.force_login(world["users"]["analyst"])
+    page = client.get(f"/sentiment/rules/{world['rule'].pk}/").content.decode()
+    assert "do-not-show-me" not in page and "********" in page
+    assert "hooks.example/x" in page  # the rest of the channel is shown as it is
+
+
 def test_overview_sorts_by_change(client, world):
     now = timezone.now()
     for ticker, recent in (("UP", 0.5), ("DOWN", -0.5)):

@@ -56,7 +56,7 @@ class Command(BaseCommand):
         target = max(range(len(DEMO_WATCHLIST)), key=lambda i: bearish[i])
         burst = [t for t in tagged if t[1] == "0" and target in t[2]][: opts["burst_size"]]
         background = [t for t in tagged if t not in burst]
-        rng = random.Random(opts["seed"])  # noqa: S311 (a demo layout, not a secret)
+        rng = random.Random(opts["seed"])  # noqa: S311 (a demo layout, not a secret)  # nosec B311 # seeded shuffling and sampling for reproducible training, never secrets
         span = (opts["hours"] - 1) * 3600
         timeline = [(rng.uniform(0, span), text) for text, _, _ in background]
         timeline += [(span + rng.uniform(0, 3599), text) for text, _, _ in burst]
