@@ -146,11 +146,17 @@ class Supervisor:
             self.write_state()
 
     def stop_all(self, grace: float) -> None:
-        """SIGTERM every running child's group, SIGKILL what is left after `grace` seconds."""
+        """SIGTERM every running child, SIGKILL its group if it has not stopped after `grace` seconds.
+
+        The signal goes to the child alone, not its group: gunicorn's master and a Celery worker's main
+        process stop their own workers and pool (a pool process signalled directly dies mid-task, and the
+        worker logs that as an error). Whatever is left in the group afterwards is killed.
+        """
         running = [(c.name, c.process) for c in self.children.values() if c.state == RUNNING and c.process]
         for name, process in running:
             self.say(f"stopping {name}")
-            _kill_group(process.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
         deadline = self.clock() + grace
         for name, process in running:
             try:
@@ -159,6 +165,7 @@ class Supervisor:
                 self.say(f"{name} did not stop in {grace:g} s: killing it")
                 _kill_group(process.pid, signal.SIGKILL)
                 process.wait()
+            _kill_group(process.pid, signal.SIGKILL)  # leftovers of a child that did stop
         for child in self.children.values():
             child.state, child.process = STOPPED, None
         with contextlib.suppress(OSError):

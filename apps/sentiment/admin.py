@@ -1,5 +1,10 @@
-from django.contrib import admin
+from typing import Any
 
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+
+from apps.core.outbound import OutboundError, url_check
 from apps.sentiment.models import (
     Alert,
     AlertRule,
@@ -15,8 +20,26 @@ from apps.sentiment.models import (
 )
 
 
+class SourceForm(forms.ModelForm):
+    """A feed URL set here is checked like one set on the Sources page (no internal addresses)."""
+
+    class Meta:
+        model = Source
+        fields = "__all__"  # noqa: DJ007 (the admin edits every field)
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data.get("url") or ""
+        if url:
+            try:
+                url_check(url=url, what="feed URL", field="url")
+            except OutboundError as exc:
+                raise ValidationError(str(exc)) from None
+        return url
+
+
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
+    form = SourceForm
     list_display = [
         "name",
         "kind",
@@ -88,10 +111,26 @@ class BucketAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in Bucket._meta.fields]
 
 
+def _masked(channels: Any) -> str:
+    from apps.sentiment.services.delivery import channels_masked
+
+    if isinstance(channels, dict):
+        channels = [channels]
+    return str(channels_masked(list(channels or [])))
+
+
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
+    """Channels hold webhook secrets: shown masked, and edited in the rule editor, which keeps them."""
+
     list_display = ["name", "enabled", "entity", "topic", "condition", "threshold", "severity"]
     list_filter = ["enabled", "condition", "severity"]
+    exclude = ["channels"]
+    readonly_fields = ["channels_masked"]
+
+    @admin.display(description="channels (edit them on the rule's page)")
+    def channels_masked(self, rule: AlertRule) -> str:
+        return _masked(rule.channels)
 
 
 @admin.register(Alert)
@@ -105,3 +144,9 @@ class AlertAdmin(admin.ModelAdmin):
 class DeliveryAdmin(admin.ModelAdmin):
     list_display = ["alert", "channel_type", "event", "status", "attempts", "next_attempt_at", "sent_at"]
     list_filter = ["status", "channel_type"]
+    exclude = ["channel"]
+    readonly_fields = ["channel_masked"]
+
+    @admin.display(description="channel")
+    def channel_masked(self, delivery: Delivery) -> str:
+        return _masked(delivery.channel)

@@ -171,6 +171,7 @@ def test_a_job_whose_worker_was_killed_is_finished_by_the_next_worker_exactly_on
     assert done["attempts"] == 2 and done["claimed_by"] != holder
     assert f"requeued: worker {holder} stopped responding" in done["log_tail"]
     assert suite.rows("SELECT COUNT(*) FROM core_modelversion WHERE task = 'fault-slow'") == [(1,)]
+    print(f"fault: the killed job finished {took:.0f} s after the kill, on attempt {done['attempts']}")
     assert took < 120, f"took {took:.0f} s after the kill"
 
 
@@ -259,3 +260,69 @@ def test_run_suite_restarts_a_killed_worker_while_the_web_keeps_answering(suite:
     assert run.wait(timeout=60) == 0
     assert suite.log("suite").rstrip().endswith("all processes stopped")
     assert not (suite.var / "supervisor.json").exists()
+
+
+def _counts(suite: Suite) -> tuple[int, int, int, int]:
+    """(items, scores, distinct scored items, items counted in the all-items hour buckets)."""
+    items = suite.rows("SELECT COUNT(*) FROM sentiment_item")[0][0]
+    scores, scored = suite.rows("SELECT COUNT(*), COUNT(DISTINCT item_id) FROM sentiment_score")[0]
+    bucketed = suite.rows(
+        "SELECT COALESCE(SUM(count), 0) FROM sentiment_bucket WHERE entity_id IS NULL AND topic_id IS NULL "
+        "AND granularity = 'hour'"
+    )[0][0]
+    return items, scores, scored, bucketed
+
+
+def test_an_inference_worker_killed_mid_scoring_loses_and_doubles_nothing(
+    suite: Suite, tmp_path: Path
+) -> None:
+    # given an active (fake) sentiment model and an inference worker that scores slowly
+    model = tmp_path / "model"
+    suite.manage(
+        "shell",
+        "-c",
+        "from pathlib import Path; from tests.apps.sentiment.scoring_data import train_fake; "
+        "from apps.core.services.registry import model_version_register; "
+        f"model_version_register(task='sentiment', artifact_dir=train_fake(Path({str(model)!r})))",
+    )
+    suite.env["FAULT_SCORE_SECONDS"] = "0.02"  # a chunk of 256 texts takes about 5 s
+    first = suite.worker("inference-1", "inference")
+    wait_for("the inference worker up", lambda: "inference-1@faults" in _heartbeats(suite), 120)
+    ingest = (
+        "from apps.sentiment.services import ingest; "
+        "src = ingest.source_get_or_create(name='wire', kind='push'); "
+        "records = [ingest.ItemRecord(text=f'Company {i} beats estimates and lifts its outlook, report {i}') "
+        "for i in range(600)]; "
+        "print(ingest.items_ingest(source=src, records=records).created)"
+    )
+    assert suite.manage("shell", "-c", ingest).split()[-1] == "600"
+
+    # when the worker is killed in the middle of scoring
+    wait_for("the first chunk scored", lambda: _counts(suite)[1] >= 256, 60, lambda: suite.log("inference-1"))
+    time.sleep(1.0)  # into the second chunk
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    partial = _counts(suite)
+    assert 256 <= partial[1] < 600, "the worker finished before it could be killed: slow scoring down further"
+
+    # then a new worker and the straggler sweep (what beat runs every 10 minutes) score the rest, once
+    suite.worker("inference-2", "inference")
+    wait_for("the new worker up", lambda: "inference-2@faults" in _heartbeats(suite), 120)
+    sweep = (
+        "from datetime import timedelta; from django.utils import timezone; "
+        "from apps.sentiment import selectors; from apps.sentiment.services.ingest import enqueue_scoring; "
+        "ids = selectors.items_stragglers(now=timezone.now() + timedelta(minutes=16)); "
+        "enqueue_scoring(ids); print(len(ids))"
+    )
+    requeued = int(suite.manage("shell", "-c", sweep).split()[-1])
+    done = wait_for(
+        "every item scored",
+        lambda: (c := _counts(suite))[2] == 600 and c,
+        120,
+        lambda: suite.log("inference-2"),
+    )
+    time.sleep(2.0)  # a late duplicate would show now
+    items, scores, scored, bucketed = _counts(suite)
+    print(f"fault: killed mid-scoring with {partial[1]} of 600 scored; {requeued} re-queued; now {done}")
+    assert (items, scores, scored) == (600, 600, 600)
+    assert bucketed == 600  # every score in the series once

@@ -135,23 +135,11 @@ def items_upload_csv(
     """
     if len(data) > UPLOAD_MAX_BYTES:
         raise ServiceError(f"the file is larger than {UPLOAD_MAX_BYTES // (1024 * 1024)} MB", field="file")
-    rows = _csv_rows(decode_upload(data, encoding))
-    header = next(rows, None)
-    header = header if isinstance(header, list) else None  # the header's problems raise instead
-    mapping = upload_columns(header)
     now = now or timezone.now()
     total = IngestReport()
     pending: list[tuple[int, ItemRecord]] = []
-    for number, cells in enumerate(rows, start=2):
-        if number - 1 > UPLOAD_MAX_ROWS:
-            total.reject(number, f"more than {UPLOAD_MAX_ROWS} rows: the rest was not read")
-            break
-        if isinstance(cells, _CsvProblem):
-            total.reject(number, cells.reason)
-            continue
-        record = row_record(number, _row_dict(cells, header or []), mapping, total)
-        if record is not None:
-            pending.append((number, record))
+    for number, record in csv_records(decode_upload(data, encoding), total):
+        pending.append((number, record))
         if len(pending) >= UPLOAD_BATCH:
             _ingest_rows(source, pending, now, score, total)
             pending = []
@@ -192,6 +180,30 @@ def _csv_rows(text: str) -> Iterator[list[str] | _CsvProblem]:
         if cells:
             in_header = False
             yield cells
+
+
+def csv_records(
+    text: str, report: IngestReport, *, max_rows: int | None = UPLOAD_MAX_ROWS
+) -> Iterator[tuple[int, ItemRecord]]:
+    """(row number, record) for each usable row of a CSV text, read strictly (see `_csv_rows`).
+
+    A row's problem (broken quoting, a bad date) goes into `report` as a rejection of that row; the
+    header's raise ServiceError. Past `max_rows` the rest is rejected unread.
+    """
+    rows = _csv_rows(text)
+    header = next(rows, None)
+    header = header if isinstance(header, list) else None  # the header's problems raise instead
+    mapping = upload_columns(header)
+    for number, cells in enumerate(rows, start=2):
+        if max_rows is not None and number - 1 > max_rows:
+            report.reject(number, f"more than {max_rows} rows: the rest was not read")
+            return
+        if isinstance(cells, _CsvProblem):
+            report.reject(number, cells.reason)
+            continue
+        record = row_record(number, _row_dict(cells, header or []), mapping, report)
+        if record is not None:
+            yield number, record
 
 
 def _row_dict(cells: list[str], header: list[str]) -> dict[str | None, Any]:

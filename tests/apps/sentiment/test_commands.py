@@ -77,6 +77,18 @@ def test_replay_refuses_a_file_with_bad_rows(tmp_path: Path) -> None:
     assert not Item.objects.exists()
 
 
+def test_replay_refuses_an_unterminated_quote_instead_of_merging_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "broken.csv"
+    path.write_text(
+        'published_at,text\n2024-01-01T00:00:00Z,fine\n2024-01-01T01:00:00Z,"never closed\n'
+        "2024-01-01T02:00:00Z,swallowed\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(CommandError, match="row 3: line 3: unterminated quote"):
+        call_command("sentiment_replay", str(path), "--speed", "0")
+    assert not Item.objects.exists()
+
+
 def test_demo_csv_puts_a_negative_burst_at_the_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -180,3 +180,32 @@ def test_the_api_never_returns_a_secret(analyst, entity, monkeypatch):
     assert detail.json()["deliveries"][0]["channel"] == "webhook 93.184.216.34"
     assert SECRET not in listed.content.decode() and SECRET not in detail.content.decode()
     assert SECRET not in analyst.get(f"/sentiment/alerts/{alert.pk}/").content.decode()
+
+
+def test_the_admin_shows_channels_masked_and_cannot_overwrite_them(client, make_user, entity):
+    analyst = make_user("analyst", username="ana2")
+    client.force_login(analyst)
+    rule, _ = _create(client, entity, [{"type": "webhook", "url": HOOK, "secret": SECRET}])
+    root = make_user(None, "root")
+    root.is_superuser = root.is_staff = True
+    root.save()
+    client.force_login(root)
+    page = client.get(f"/admin/sentiment/alertrule/{rule.pk}/change/").content.decode()
+    assert page.count(MASK) >= 1 and SECRET not in page
+    assert 'name="channels"' not in page
+
+
+def test_the_admin_refuses_a_feed_at_an_internal_address(client, make_user):
+    root = make_user(None, "root")
+    root.is_superuser = root.is_staff = True
+    root.save()
+    client.force_login(root)
+    response = client.post(
+        "/admin/sentiment/source/add/",
+        {"name": "inside", "kind": "feed", "url": "http://169.254.169.254/latest/", "enabled": "on",
+         "poll_interval_seconds": "900", "items_total": "0", "consecutive_failures": "0"},
+    )  # fmt: skip
+    assert response.status_code == 200 and "a cloud metadata endpoint" in response.content.decode()
+    from apps.sentiment.models import Source
+
+    assert not Source.objects.filter(name="inside").exists()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from dataclasses import replace
@@ -111,15 +109,12 @@ class Command(BaseCommand):
 def _read(path: Path, encoding: str) -> list[tuple[int, ingest.ItemRecord, datetime]]:
     """(row number, record, original time) sorted by time; rows without a time keep the previous row's."""
     text = uploads.decode_upload(path.read_bytes(), encoding)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    mapping = uploads.upload_columns(reader.fieldnames)
     report = ingest.IngestReport()
     rows: list[tuple[int, ingest.ItemRecord, datetime]] = []
     previous = timezone.now() - timedelta(days=36500)
-    for number, row in enumerate(reader, start=2):
-        record = uploads.row_record(number, row, mapping, report)
-        if record is None:
-            continue
+    for number, record in uploads.csv_records(
+        text, report, max_rows=None
+    ):  # strict: a broken quote is an error
         when = record.published_at or previous
         if timezone.is_naive(when):
             when = when.replace(tzinfo=UTC)
