@@ -5,10 +5,10 @@
   a validation error keeps DRF's per-field messages beside them).
   400 where there is input (a body or query parameters) or an action that may not apply (any write);
   401 wherever credentials are read (a bad token is refused even where none is needed); 403 where a
-  permission is needed; 404 where the path names an object; 413 where there is a body; 429 always
+  permission is needed; 404 where the path names an object; 413 and 415 where there is a body; 429 always
   (throttles and job quotas). A view that declares a code itself (with another body) keeps its own.
-- A path parameter documents the pattern of its Django path converter: a value outside it never reaches the
-  API (Django answers a plain 404 page), so a client or fuzzer that follows the schema stays on the API.
+- A path parameter documents the pattern of its Django path converter (integers: not negative): a value
+  outside it never reaches the view, as the URL does not resolve.
 - The token endpoint (DRF's ObtainAuthToken) answers {"token": "..."}, not its request serializer.
 """
 
@@ -31,6 +31,7 @@ ERROR_DESCRIPTIONS = {
     "403": "The user lacks the permission this operation needs.",
     "404": "No such object.",
     "413": "The request body is too large.",
+    "415": "The body's media type is not one this operation reads.",
     "429": "Too many requests (throttled), or a quota is spent.",
 }
 _PATH_PARAMETER = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>\w+)>")
@@ -89,13 +90,13 @@ class ContextaAutoSchema(AutoSchema):
         if has_body or "query" in where or self.method not in SAFE_METHODS:
             codes.add("400")
         if has_body:
-            codes.add("413")
+            codes |= {"413", "415"}
         if "path" in where:
             codes.add("404")
         if self.view.get_authenticators():  # bad credentials fail before any permission is checked
             codes.add("401")
         if any(not isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
-            codes |= {"401", "403"}
+            codes.add("403")
         return codes
 
     def _constrain_path_parameters(self, parameters: list[dict[str, Any]]) -> None:

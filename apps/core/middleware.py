@@ -45,6 +45,12 @@ class ApiErrorMiddleware:
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], view_args: Any, view_kwargs: Any
     ) -> HttpResponse | None:
+        if refused := _unstorable_query(request):
+            name, what = refused
+            message = f"query parameter {name} contains {what}"
+            if api_errors.is_api_path(request.path_info):
+                return api_errors.json_error(400, message, field=name)
+            return HttpResponse(message, status=400, content_type="text/plain")
         if not api_errors.is_api_path(request.path_info) or not _needs_json_checks(view_func):
             return None
         content_type = request.content_type or ""
@@ -66,6 +72,20 @@ class ApiErrorMiddleware:
         if not api_errors.is_api_path(request.path_info):
             return None
         return api_errors.exception_response(request, exception)
+
+
+def _unstorable_query(request: HttpRequest) -> tuple[str, str] | None:
+    """(parameter, what) for a query parameter no database can compare: a NUL character or a lone surrogate.
+
+    PostgreSQL refuses NUL in text outright (a filter on it was a 500), on every page and API alike.
+    """
+    for name, values in request.GET.lists():
+        for value in (name, *values):
+            if "\x00" in value:
+                return parsers.printable(name).replace("\x00", "\\x00"), "a NUL character"
+            if any("\ud800" <= ch <= "\udfff" for ch in value):
+                return parsers.printable(name), "a lone surrogate"
+    return None
 
 
 def _needs_json_checks(view_func: Callable[..., Any]) -> bool:

@@ -313,3 +313,28 @@ def test_the_csv_upload_endpoint_answers_json_for_broken_files(api: Client) -> N
     nul = SimpleUploadedFile("news.csv", b"title\nGood\n")
     response = api.post("/api/sentiment/uploads/", {"file": nul, "source": "pro\x00be"})
     assert response.status_code == 400 and assert_json_answer(response)["field"] == "source"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/jobs/?kind=%00",
+        "/api/jobs/?status=a%00b",
+        "/api/models/?task=%00",
+        "/api/sentiment/alerts/?ticker=%00",
+        "/api/sentiment/series/?topic=%00",
+        "/api/sentiment/items/?ticker=%00",
+        "/api/jobs/?%00=1",
+    ],
+)
+def test_a_nul_in_a_query_parameter_is_a_400_naming_it(client, make_user, url):
+    client.force_login(make_user("admin"))
+    response = client.get(url)
+    assert response.status_code == 400
+    assert "NUL character" in response.json()["detail"] and response.json()["field"]
+
+
+def test_a_nul_in_a_page_query_is_a_400_too(client, make_user):
+    client.force_login(make_user("admin"))
+    response = client.get("/jobs/?status=%00")
+    assert response.status_code == 400 and b"NUL character" in response.content
