@@ -126,5 +126,9 @@ def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                 "--disable-component-update",
             ],
         )
-        yield browser.new_page()
+        page = browser.new_page()
+        refused: list[str] = []  # what the Content-Security-Policy blocked: the pages must need none of it
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+        yield page
         browser.close()
+    assert not refused, "the page needed what its Content-Security-Policy refuses:\n" + "\n".join(refused)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from apps.core.models import JobStatus, TrainingJob
 
@@ -26,16 +27,16 @@ def test_progress_bar_updates_live_and_stops_polling_when_done(page, live_server
     assert bar.get_attribute("aria-valuenow") == "25"
 
     TrainingJob.objects.filter(pk=job.pk).update(step=3, loss=0.42)
-    page.wait_for_function(
-        f"document.querySelector('#job-{job.pk}-progress [role=progressbar]').getAttribute('aria-valuenow') === '75'",
-        timeout=10_000,
+    # Playwright's expect polls from its own context: wait_for_function would eval in the page, which the
+    # Content-Security-Policy rightly refuses
+    expect(page.locator(f"#job-{job.pk}-progress [role=progressbar]")).to_have_attribute(
+        "aria-valuenow", "75", timeout=10_000
     )
     assert "loss 0.4200" in page.locator(f"#job-{job.pk}-progress").inner_text()
 
     TrainingJob.objects.filter(pk=job.pk).update(status=JobStatus.SUCCEEDED, step=4)
-    page.wait_for_function(
-        f"document.querySelector('#job-{job.pk}-progress .status').dataset.status === 'succeeded'",
-        timeout=10_000,
+    expect(page.locator(f"#job-{job.pk}-progress .status")).to_have_attribute(
+        "data-status", "succeeded", timeout=10_000
     )
     assert page.locator(f"#job-{job.pk}-progress").get_attribute("hx-get") is None  # polling stopped
 
