@@ -46,11 +46,15 @@ def fast_password_hashing(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
-def own_cache(settings: Any) -> Iterator[None]:
-    """Each test its own empty cache: rate-limit counts must not leak from one test into the next."""
+def own_cache(settings: Any, request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test its own empty cache: rate-limit counts must not leak from one test into the next.
+
+    The `services` tests keep the configured cache (Redis there), which they check; it is emptied too.
+    """
     from django.core.cache import cache
 
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    if request.node.get_closest_marker("services") is None:
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     cache.clear()
     yield
     cache.clear()
