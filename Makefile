@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
 
 .DEFAULT_GOAL := help
-.PHONY: help install run dev test test-fast lint typecheck importlint security audit check bench web worker beat migrate bootstrap browser clean
+.PHONY: help install run demo dev test test-fast lint typecheck importlint security audit check bench web worker beat migrate bootstrap browser clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ bootstrap: migrate ## roles, the first admin (CONTEXTA_ADMIN_USER/PASSWORD, or p
 run: bootstrap ## run the whole suite on http://127.0.0.1:8000 (web, 3 workers, beat); Ctrl-C stops all
 	$(PY) manage.py sentiment_bootstrap
 	$(PY) manage.py run_suite
+
+demo: install ## with make run going: a watchlist, 24 h of real tweets replayed, a rule, and a fired alert
+	$(PY) manage.py sentiment_demo
 
 dev: bootstrap ## the same with DJANGO_DEBUG=1: debug pages with settings and tracebacks, this machine only
 	$(PY) manage.py sentiment_bootstrap

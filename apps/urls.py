@@ -19,6 +19,7 @@ _docs_csp = csp_update({"script-src": [UNSAFE_INLINE], "style-src": [UNSAFE_INLI
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
+    path("favicon.ico", core_views.favicon),
     path("accounts/login/", access(PUBLIC)(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", access(PUBLIC)(auth_views.LogoutView.as_view()), name="logout"),
     path(

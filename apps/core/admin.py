@@ -10,6 +10,10 @@ from apps.core.models import (
     WorkerHeartbeat,
 )
 
+admin.site.site_header = "Contexta administration"
+admin.site.site_title = "Contexta admin"
+admin.site.index_title = "Data and settings"
+
 
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):

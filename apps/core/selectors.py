@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -31,12 +32,23 @@ def jobs_visible_to(user: Any) -> QuerySet[TrainingJob]:
 def job_visible_to(user: Any, pk: int) -> TrainingJob:
     """One job `user` may see (Http404 otherwise, as if it did not exist), server paths hidden from non-admins."""
     job = get_object_or_404(jobs_visible_to(user), pk=pk)
-    if not user.has_perm(SEE_ALL):
+    if not user.has_perm(SEE_ALL):  # for display only: the row is never saved from here
         for name in ("params", "result", "metrics", "log_tail", "error"):
-            setattr(
-                job, name, hide_paths(getattr(job, name))
-            )  # for display: the row is never saved from here
+            setattr(job, name, hide_paths(getattr(job, name)))
+        job.log_tail = without_tracebacks(job.log_tail)
     return job
+
+
+def without_tracebacks(log: str) -> str:
+    """A job's log with each crash's traceback left out (the code's insides are for admins)."""
+    from apps.core.services.jobs import CRASH_END, CRASH_MARK
+
+    pattern = re.compile(re.escape(CRASH_MARK) + r"\n.*?(?:" + re.escape(CRASH_END) + r"|\Z)", re.S)
+    return pattern.sub(CRASH_MARK + " (the traceback is shown to admins)", log)
+
+
+def latest_job(*, kind: str) -> TrainingJob | None:
+    return TrainingJob.objects.filter(kind=kind).order_by("-created_at", "-pk").first()
 
 
 def jobs_list(*, user: Any, status: str | None = None, kind: str | None = None) -> QuerySet[TrainingJob]:
@@ -58,6 +70,17 @@ def model_versions_by_task() -> dict[str, list[ModelVersion]]:
 def promotions(task: str | None = None) -> QuerySet[ModelPromotion]:
     qs = ModelPromotion.objects.select_related("version", "previous", "by")
     return qs.filter(task=task) if task else qs
+
+
+def rollback_targets() -> dict[str, ModelVersion]:
+    """task -> the version a roll back would re-activate (the one active before the latest promotion)."""
+    targets: dict[str, ModelVersion] = {}
+    seen: set[str] = set()
+    for promotion in promotions():  # newest first: a task's latest promotion decides, as in the roll back
+        if promotion.task not in seen and promotion.previous is not None:
+            targets[promotion.task] = promotion.previous
+        seen.add(promotion.task)
+    return targets
 
 
 def prompt_templates() -> QuerySet[PromptTemplate]:

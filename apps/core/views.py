@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -20,7 +23,8 @@ from apps.core.forms import (
     PromptTemplateForm,
 )
 from apps.core.health import Check, details_visible_to, overall_status, run_checks
-from apps.core.models import JobStatus, ModelVersion, PromptTemplate
+from apps.core.job_registry import get_kind
+from apps.core.models import JobStatus, ModelVersion, PromptTemplate, PromptVersion
 from apps.core.services import jobs as job_services
 from apps.core.services import prompts as prompt_services
 from apps.core.services import registry as registry_services
@@ -37,6 +41,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
     if details_visible_to(request.user):
         body["checks"] = {c.name: _check_json(c) for c in checks}
     return JsonResponse(body, status=503 if status == "unhealthy" else 200)
+
+
+@access(PUBLIC)
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever a page links; the icon is a static file."""
+    return redirect(static("favicon.svg"), permanent=True)
 
 
 def _check_json(check: Check) -> dict[str, object]:
@@ -63,7 +74,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("core.view_trainingjob", raise_exception=True)
 def jobs(request: HttpRequest) -> HttpResponse:
-    form = JobStartForm()
+    # ?kind= is the kind chooser's own submit ("Show parameters"), for browsers without JavaScript
+    form = JobStartForm(kind=request.GET.get("kind"))
     if request.method == "POST":
         if not request.user.has_perm("core.run_trainingjob"):
             return HttpResponse("You may not start jobs.", status=403)
@@ -71,10 +83,10 @@ def jobs(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             try:
                 job = job_services.job_create(
-                    kind=form.cleaned_data["kind"], params=form.cleaned_data["params"], user=request.user
+                    kind=form.cleaned_data["kind"], params=form.params(), user=request.user
                 )
             except ServiceError as exc:
-                form.add_error("params" if exc.field != "kind" else "kind", exc.message)
+                form.add_service_error(exc)
             else:
                 messages.success(request, f"Started job #{job.pk}.")
                 return redirect("core:job", pk=job.pk)
@@ -85,6 +97,22 @@ def jobs(request: HttpRequest) -> HttpResponse:
         "statuses": JobStatus.choices,
     }
     return render(request, "core/jobs.html", context, status=400 if form.errors else 200)
+
+
+@access("core.run_trainingjob")
+@require_GET
+@login_required
+@permission_required("core.run_trainingjob", raise_exception=True)
+def job_params(request: HttpRequest) -> HttpResponse:
+    """The parameter fields of one kind, which the job form swaps in when its kind changes (HTMX)."""
+    name = request.GET.get("kind", "")
+    if not name:
+        return HttpResponse("kind is required", status=400, content_type="text/plain; charset=utf-8")
+    try:
+        kind = get_kind(name)
+    except ServiceError as exc:
+        return HttpResponse(exc.message, status=404, content_type="text/plain; charset=utf-8")
+    return render(request, "core/_job_params.html", {"form": JobStartForm(kind=kind.name)})
 
 
 @access("core.view_trainingjob")
@@ -140,7 +168,11 @@ def job_retry(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @permission_required("core.view_modelversion", raise_exception=True)
 def models_page(request: HttpRequest) -> HttpResponse:
-    context = {"tasks": selectors.model_versions_by_task(), "history": selectors.promotions()[:20]}
+    context = {
+        "tasks": selectors.model_versions_by_task(),
+        "rollback_to": selectors.rollback_targets(),
+        "history": selectors.promotions()[:20],
+    }
     return render(request, "core/models.html", context)
 
 
@@ -194,14 +226,31 @@ def prompts(request: HttpRequest) -> HttpResponse:
     return render(request, "core/prompts.html", context, status=400 if form.errors else 200)
 
 
-def _prompt_context(template: PromptTemplate, **extra: object) -> dict[str, object]:
+@dataclass
+class _Preview:
+    """One version's preview area: its variables form, then the text the preview gave or why it could not."""
+
+    version: PromptVersion
+    form: PromptPreviewForm
+    rendered: str | None = None
+    error: str = ""
+
+
+def _blank_preview(version: PromptVersion) -> _Preview:
+    return _Preview(version, PromptPreviewForm(body=version.body, number=version.number))
+
+
+def _prompt_context(
+    template: PromptTemplate, *, preview: _Preview | None = None, **extra: object
+) -> dict[str, object]:
     versions = list(template.versions.all())
+    previews = [preview if preview and preview.version.pk == v.pk else _blank_preview(v) for v in versions]
     return {
         "template": template,
         "versions": versions,
+        "previews": previews,
         "labels": template.labels.select_related("version", "split_version"),
         "edit_form": PromptEditForm(initial={"body": versions[0].body if versions else ""}),
-        "preview_form": PromptPreviewForm(),
         "label_form": PromptLabelForm(),
         **extra,
     }
@@ -254,25 +303,24 @@ def prompt_diff(request: HttpRequest, name: str) -> HttpResponse:
 @login_required
 @permission_required("core.view_prompttemplate", raise_exception=True)
 def prompt_preview(request: HttpRequest, name: str, number: int) -> HttpResponse:
+    """The version's preview area again, with the text or the error: swapped in place by htmx, or inside the
+    whole page for a plain form post. 400 when the variables are wrong or the template cannot render them."""
     template = get_object_or_404(PromptTemplate, name=name)
     version = get_object_or_404(template.versions, number=number)
-    form = PromptPreviewForm(request.POST)
-    rendered, error = "", ""
-    if form.is_valid():
+    preview = _Preview(version, PromptPreviewForm(request.POST, body=version.body, number=version.number))
+    if preview.form.is_valid():
         try:
-            rendered = prompt_services.prompt_preview(
-                version=version, variables=form.cleaned_data["variables"]
+            preview.rendered = prompt_services.prompt_preview(
+                version=version, variables=preview.form.variables()
             )
         except ServiceError as exc:
-            error = exc.message
-    else:
-        error = "; ".join(str(e) for e in form.errors.get("variables", ["invalid variables"]))
-    return render(
-        request,
-        "core/_prompt_preview.html",
-        {"rendered": rendered, "error": error, "version": version},
-        status=400 if error else 200,
-    )
+            preview.error = exc.message
+    status = 400 if preview.error or preview.form.errors else 200
+    if getattr(request, "htmx", False):
+        fragment = {"template": template, "preview": preview}
+        return render(request, "core/_prompt_preview.html", fragment, status=status)
+    context = _prompt_context(template, preview=preview)
+    return render(request, "core/prompt_detail.html", context, status=status)
 
 
 @access("core.label_prompttemplate")

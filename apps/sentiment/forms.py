@@ -81,3 +81,13 @@ class CsvUploadForm(forms.Form):
     )
     encoding = forms.ChoiceField(choices=[("utf-8", "UTF-8"), ("latin-1", "Latin-1")], initial="utf-8")
     source = forms.CharField(max_length=200, required=False, help_text="source name (default: upload:<you>)")
+
+
+class FeedForm(forms.Form):
+    name = forms.CharField(max_length=200, help_text="how the source is shown, e.g. reuters-markets")
+    url = forms.URLField(
+        max_length=1000, assume_scheme="https", help_text="an RSS or Atom feed (http or https)"
+    )
+    poll_minutes = forms.IntegerField(
+        min_value=1, max_value=1440, initial=10, help_text="minutes between polls"
+    )

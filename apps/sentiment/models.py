@@ -286,6 +286,9 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        verbose_name_plural = "deliveries"
+
     def __str__(self) -> str:
         return f"{self.channel_type} for alert {self.alert_id} ({self.status})"
 

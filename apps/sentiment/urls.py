@@ -18,4 +18,5 @@ urlpatterns = [
     path("notifications/", views.notifications, name="notifications"),
     path("notifications/read/", views.notifications_read, name="notifications_read"),
     path("sources/", views.sources, name="sources"),
+    path("sources/feeds/new/", views.feed_add, name="feed_add"),
 ]

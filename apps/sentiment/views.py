@@ -18,10 +18,10 @@ from django.views.decorators.http import require_POST
 from apps.core.access import access
 from apps.core.errors import ServiceError
 from apps.sentiment import selectors
-from apps.sentiment.forms import AlertRuleForm, CsvUploadForm
+from apps.sentiment.forms import AlertRuleForm, CsvUploadForm, FeedForm
 from apps.sentiment.models import Alert, AlertRule
 from apps.sentiment.services import alerts as alert_services
-from apps.sentiment.services import ingest, uploads
+from apps.sentiment.services import feeds, ingest, uploads
 from apps.sentiment.services.delivery import SECRET_MASK, channel_label, secrets_added
 
 RANGES = (1, 7, 30, 90)
@@ -240,8 +240,37 @@ def sources(request: HttpRequest) -> HttpResponse:
             else:
                 messages.success(request, _upload_summary(report))
                 return redirect("sentiment:sources")
-    context = _nav(request, sources=selectors.sources_list(), form=form)
-    return render(request, "sentiment/sources.html", context, status=400 if form.errors else 200)
+    return _sources_page(request, form=form)
+
+
+def _sources_page(request: HttpRequest, **forms: Any) -> HttpResponse:
+    forms.setdefault("form", CsvUploadForm())
+    forms.setdefault("feed_form", FeedForm())
+    failed = any(f.errors for f in forms.values())
+    context = _nav(request, sources=selectors.sources_list(), **forms)
+    return render(request, "sentiment/sources.html", context, status=400 if failed else 200)
+
+
+@access("sentiment.add_source")
+@require_POST
+@login_required
+@permission_required("sentiment.add_source", raise_exception=True)
+def feed_add(request: HttpRequest) -> HttpResponse:
+    """Add an RSS/Atom feed; beat polls it from the next minute on."""
+    form = FeedForm(request.POST)
+    if form.is_valid():
+        try:
+            source = feeds.feed_source_create(
+                name=form.cleaned_data["name"],
+                url=form.cleaned_data["url"],
+                poll_interval_seconds=form.cleaned_data["poll_minutes"] * 60,
+            )
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else "url", exc.message)
+        else:
+            messages.success(request, f"Added the feed {source.name}: it is polled within a minute.")
+            return redirect("sentiment:sources")
+    return _sources_page(request, feed_form=form)
 
 
 def _upload_summary(report: ingest.IngestReport) -> str:

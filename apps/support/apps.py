@@ -1,4 +1,4 @@
-from apps.core.platform import ContextaApp, NavEntry
+from apps.core.platform import ContextaApp
 from apps.core.roles import ADMIN, AGENT
 
 
@@ -9,5 +9,5 @@ class SupportConfig(ContextaApp):
 
     urls = "apps.support.urls"
     url_prefix = "support/"
-    nav = (NavEntry("Support", "support:index", roles=(ADMIN, AGENT), order=10),)
+    # No navigation entry until the app has pages to show (the support issues add it back).
     role_permissions = {ADMIN: ("support.*",), AGENT: ("support.*",)}

@@ -8,3 +8,26 @@ document.addEventListener("submit", (event) => {
   const question = event.target.dataset ? event.target.dataset.confirm : undefined;
   if (question && !window.confirm(question)) event.preventDefault();
 });
+// htmx leaves a 400 answer unswapped; a swap target marked data-swap-invalid gets it like a 200, since there
+// a 400 is the area again with its errors (a prompt preview that cannot render, a field that is not valid).
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const target = event.target;
+  if (event.detail.xhr.status === 400 && target.closest && target.closest("[data-swap-invalid]")) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});
+// <button data-nojs>: only needed without JavaScript (the job form's "Show parameters": htmx swaps the
+// fields in when the kind changes), so hidden once htmx runs.
+document.addEventListener("DOMContentLoaded", () => {
+  if (window.htmx) document.documentElement.classList.add("htmx-on");
+});
+// A table or card that scrolls sideways (narrow screens) must be reachable from the keyboard.
+function markScrollable(root) {
+  root.querySelectorAll("table, .card, pre").forEach((el) => {
+    if (el.scrollWidth > el.clientWidth + 1 && !el.hasAttribute("tabindex")) el.setAttribute("tabindex", "0");
+  });
+}
+document.addEventListener("DOMContentLoaded", () => markScrollable(document));
+document.addEventListener("htmx:afterSwap", (event) => markScrollable(event.target));
+window.addEventListener("resize", () => markScrollable(document));

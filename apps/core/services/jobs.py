@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 LOG_TAIL_CHARS = 8000
+# A crash's traceback in a job's log sits between these lines, so pages can show it to admins only.
+CRASH_MARK, CRASH_END = "crashed:", "(end of traceback)"
 
 
 def worker_identity() -> str:
@@ -142,8 +144,10 @@ def job_run(*, job: TrainingJob, reporter: JobReporter) -> TrainingJob:
         job_fail(job=job, reason=str(exc))
     except Exception as exc:
         logger.exception("job %s crashed", job.pk)
-        job_log(job=job, line="crashed:\n" + traceback.format_exc(limit=12))
-        job_fail(job=job, reason=f"{type(exc).__name__}: {exc}")
+        job_log(job=job, line=CRASH_MARK + "\n" + traceback.format_exc(limit=12) + CRASH_END)
+        job_fail(
+            job=job, reason=f"unexpected error ({type(exc).__name__}: {exc}); the traceback is in its log"
+        )
     else:
         job_succeed(job=job, metrics=outcome.metrics, result=outcome.result)
     return job

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery
 
 from apps.core.models import ModelVersion
 from apps.sentiment.models import Entity, Item, ItemEntity, ItemTopic, Score, Source, Topic
@@ -37,7 +37,8 @@ def topic_by_slug(slug: str) -> Topic | None:
 
 
 def sources_list(*, kind: str | None = None) -> QuerySet[Source]:
-    qs = Source.objects.all()
+    """Sources with `last_item_at`, when their newest item was stored (pushes and uploads have no polls)."""
+    qs = Source.objects.annotate(last_item_at=Max("items__ingested_at"))
     return qs.filter(kind=kind) if kind else qs
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
@@ -15,19 +15,28 @@ from apps.sentiment.selectors.alerting import OPEN
 from apps.sentiment.selectors.series import bucket_series
 
 SORTS = ("ticker", "score", "change", "volume", "alerts")
+# A change needs this many items in each window: MSFT topped the default sort at -0.75 from one earlier item.
+MIN_WINDOW_ITEMS = 3
 
 
 @dataclass
 class EntityRow:
     entity: Entity
     volume: int
+    previous_volume: int
     score: float | None
     previous: float | None
     open_alerts: int
+    min_window_items: ClassVar[int] = MIN_WINDOW_ITEMS
 
     @property
     def change(self) -> float | None:
-        if self.score is None or self.previous is None:
+        """The score's change from the 24 hours before; None unless both windows hold MIN_WINDOW_ITEMS items."""
+        if (
+            self.score is None
+            or self.previous is None
+            or min(self.volume, self.previous_volume) < MIN_WINDOW_ITEMS
+        ):
             return None
         return self.score - self.previous
 
@@ -35,8 +44,9 @@ class EntityRow:
 def overview(
     *, sort: str = "score", descending: bool = False, now: datetime | None = None
 ) -> list[EntityRow]:
-    """Active entities with their mean score over the last 24 hours, the change from the 24 hours before,
-    the volume and the open alerts; three queries."""
+    """Active entities with their mean score over the last 24 hours, the change from the 24 hours before
+    (None unless both windows hold MIN_WINDOW_ITEMS items), the item count of each window and the open alerts;
+    three queries."""
     now = now or timezone.now()
     day_ago = now - timedelta(hours=24)
     recent = Q(start__gt=day_ago)
@@ -70,6 +80,7 @@ def overview(
             EntityRow(
                 entity=entity,
                 volume=n,
+                previous_volume=pn,
                 score=(row["s"] / n) if n else None,
                 previous=(row["ps"] / pn) if pn else None,
                 open_alerts=alerts.get(entity.pk, 0),

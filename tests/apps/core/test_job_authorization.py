@@ -105,9 +105,7 @@ def test_an_analyst_cannot_promote_through_a_training_job_over_the_api(client, m
 
 def test_the_dashboard_form_says_why_and_starts_nothing(client, make_user):
     client.force_login(make_user(roles.ANALYST))
-    response = client.post(
-        "/jobs/", {"kind": "sentiment_train", "params": '{"promote": "always"}'}, follow=True
-    )
+    response = client.post("/jobs/", {"kind": "sentiment_train", "params-promote": "always"}, follow=True)
     assert response.status_code == 400
     assert "core.promote_modelversion" in response.content.decode()
     assert not TrainingJob.objects.exists()

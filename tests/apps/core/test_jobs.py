@@ -138,8 +138,24 @@ def test_a_crashing_job_fails_with_a_readable_reason_and_keeps_the_traceback_in_
         run_job(job.pk)
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
-    assert job.error == "RuntimeError: disk full"
+    assert job.error == "unexpected error (RuntimeError: disk full); the traceback is in its log"
     assert "Traceback (most recent call last)" in job.log_tail and "_raise" in job.log_tail
+
+
+def test_a_crash_page_says_what_to_do_and_shows_the_traceback_to_admins_only(client, make_user):
+    analyst = make_user("analyst")
+    with override_kinds(_kind("boom", f"{__name__}.boom_crash")):
+        job = job_services.job_create(kind="boom", params={}, user=analyst)
+        run_job(job.pk)
+        client.force_login(analyst)
+        page = client.get(f"/jobs/{job.pk}/").content.decode()
+        api = client.get(f"/api/jobs/{job.pk}/").json()
+        client.force_login(make_user("admin"))
+        admin_page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "unexpected error (RuntimeError: disk full)" in page and "What to do" in page
+    assert "Traceback" not in page and "Traceback" not in api["log_tail"]
+    assert "the traceback is shown to admins" in page
+    assert "Traceback (most recent call last)" in admin_page
 
 
 @pytest.mark.parametrize(
@@ -163,11 +179,14 @@ def test_the_command_line_and_the_worker_end_a_job_the_same_way():
 
     with (
         override_kinds(_kind("boom", f"{__name__}.boom_crash")),
-        pytest.raises(CommandError, match="failed: RuntimeError: disk full"),
+        pytest.raises(CommandError, match=r"failed: unexpected error \(RuntimeError: disk full\)"),
     ):
         call_command("run_job", "boom")
     job = TrainingJob.objects.get(kind="boom")
-    assert job.status == JobStatus.FAILED and job.error == "RuntimeError: disk full"
+    assert (
+        job.status == JobStatus.FAILED
+        and job.error == "unexpected error (RuntimeError: disk full); the traceback is in its log"
+    )
     assert "Traceback" in job.log_tail
 
 

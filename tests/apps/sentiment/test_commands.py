@@ -139,3 +139,37 @@ def test_sentiment_train_refuses_switches_that_would_do_nothing(tmp_path: Path) 
     with pytest.raises(CommandError, match=r"no effect on a soup .*--no-soup"):
         call_command("sentiment_train", "--tfns", str(tweets), "--no-class-weights")
     assert not TrainingJob.objects.exists()
+
+
+def test_the_demo_command_ends_with_a_fired_alert_and_adds_nothing_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from apps.core.services.registry import model_version_register
+    from apps.sentiment.models import Alert, AlertRule
+    from tests.apps.sentiment.scoring_data import train_fake
+
+    model_version_register(task="sentiment", artifact_dir=train_fake(tmp_path / "model"))
+    tweets = tmp_path / "sent_train.csv"
+    rows = [(f"Boeing shares plunge on a big loss, report {i}", "0") for i in range(10)]
+    rows += [(f"Boeing holds steady in quiet trading, note {i}", "2") for i in range(60)]
+    with tweets.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([("text", "label"), *rows])
+
+    call_command(
+        "sentiment_demo", "--tfns", str(tweets), "--out", str(tmp_path / "demo.csv"), "--wait-minutes", "0"
+    )
+    out = capsys.readouterr().out
+
+    rule = AlertRule.objects.get(name="Demo: BA sentiment drop")
+    alert = Alert.objects.get(rule=rule)
+    assert f"/sentiment/alerts/{alert.pk}/" in out and Item.objects.count() == 70
+    call_command(
+        "sentiment_demo", "--tfns", str(tweets), "--out", str(tmp_path / "demo.csv"), "--wait-minutes", "0"
+    )
+    assert (Item.objects.count(), AlertRule.objects.count(), Alert.objects.count()) == (70, 1, 1)
+
+
+def test_the_demo_command_says_what_to_do_without_a_model(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="is `make run` running"):
+        call_command("sentiment_demo", "--wait-minutes", "0")
+    assert TrainingJob.objects.filter(kind="sentiment_train").exists()  # the first model is queued

@@ -163,3 +163,23 @@ def test_lookups_by_ticker_and_by_slug():
     assert selectors.entity_by_ticker("MSFT") is None
     assert selectors.topic_by_slug("earnings") == top
     assert selectors.topic_by_slug("guidance") is None
+
+
+# --- the watchlist overview ---------------------------------------------------------------------------
+@pytest.mark.django_db
+@pytest.mark.parametrize("descending", [False, True])
+def test_overview_gives_no_change_when_a_window_holds_too_few_items(descending):
+    # given MSFT with one item the 24 h before, NEWCO with two in the last 24 h, and ACME with plenty in both
+    f.series([f.stats(1, 0.75, 0)] + [f.stats(10, 0.0, 2)] * 24, end=T0, ent=f.entity("MSFT"))
+    f.series([f.stats(10, 0.1, 2)] * 24 + [f.stats(2, 0.9, 0)], end=T0 - 23 * f.HOUR, ent=f.entity("NEWCO"))
+    f.series([f.stats(10, 0.0, 2)] * 24 + [f.stats(10, -0.2, 2)] * 24, end=T0, ent=f.entity("ACME"))
+
+    # when the overview is sorted by change
+    rows = selectors.overview(sort="change", descending=descending, now=T0)
+
+    # then only ACME has a change, it comes first either way, and each row has the counts it compares
+    changes = {r.entity.ticker: r.change for r in rows}
+    assert changes["MSFT"] is None and changes["NEWCO"] is None and changes["ACME"] == pytest.approx(-0.2)
+    assert rows[0].entity.ticker == "ACME"
+    counts = {r.entity.ticker: (r.volume, r.previous_volume) for r in rows}
+    assert counts == {"MSFT": (240, 1), "NEWCO": (2, 240), "ACME": (240, 240)}

@@ -237,6 +237,23 @@ def test_overview_sorts_by_change(client, world):
     assert order("sort=ticker") == ["ACME", "DOWN", "EMPTY", "UP"]
 
 
+def test_overview_shows_the_counts_it_compares_and_no_change_from_one_earlier_item(client, world):
+    # given MSFT whose 24 hours before hold one item, at +0.75 against 0.0 since
+    f.series([f.stats(1, 0.75, 0)] + [f.stats(10, 0.0, 2)] * 24, end=timezone.now(), ent=f.entity("MSFT"))
+    client.force_login(world["users"]["analyst"])
+
+    # when the overview is shown, sorted by change (the default)
+    page = client.get("/sentiment/").content.decode()
+
+    # then MSFT shows no change, says why, comes after ACME, and shows both counts
+    row = re.search(r'<tr data-ticker="MSFT">.*?</tr>', page, re.S).group(0)
+    cells = [c.strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    assert cells[2:5] == ["—", "240", "1"]
+    assert 'title="fewer than 3 items in one of the windows"' in row
+    assert re.findall(r'data-ticker="(\w+)"', page) == ["ACME", "MSFT"]
+    assert "Items 24 h before" in page
+
+
 def test_entity_page_draws_score_and_volume_charts(client, world):
     client.force_login(world["users"]["analyst"])
     page = client.get("/sentiment/entities/ACME/?days=7").content.decode()
