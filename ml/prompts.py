@@ -96,20 +96,22 @@ class _NoAttributes(ImmutableSandboxedEnvironment):
         return tree
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        """`*` within the output limit, `**` with a small exponent, `%` on numbers only."""
+        """`*` within the output limit, `**` with a small exponent, `%` on numbers only (the render's limits)."""
+        meter = _METER.get()
+        limits = meter.limits if meter is not None else LIMITS
         if operator == "*":
-            _check_repeat(left, right)
-        elif operator == "**" and isinstance(right, int | float) and abs(right) > LIMITS.max_exponent:
-            raise InvalidInput(f"exponents above {LIMITS.max_exponent} are not allowed in templates")
+            _check_repeat(left, right, limits.output_chars)
+        elif operator == "**" and isinstance(right, int | float) and abs(right) > limits.max_exponent:
+            raise InvalidInput(f"exponents above {limits.max_exponent} are not allowed in templates")
         elif operator == "%" and isinstance(left, str):
             raise InvalidInput("string formatting with % is not allowed in templates: use {{ value }}")
         return super().call_binop(context, operator, left, right)
 
 
-def _check_repeat(left: Any, right: Any) -> None:
+def _check_repeat(left: Any, right: Any, most: int) -> None:
     sized, count = (left, right) if isinstance(right, int) else (right, left)
-    if isinstance(sized, str | list) and isinstance(count, int) and len(sized) * count > LIMITS.output_chars:
-        raise InvalidInput(f"the template repeats a value past {LIMITS.output_chars:,} characters")
+    if isinstance(sized, str | list) and isinstance(count, int) and len(sized) * count > most:
+        raise InvalidInput(f"the template repeats a value past {most:,} characters")
 
 
 def fence(text: object, label: str = "untrusted") -> str:

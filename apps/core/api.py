@@ -17,7 +17,7 @@ from apps.core import selectors
 from apps.core.access import Access
 from apps.core.models import JobStatus, ModelVersion, PromptLabel, PromptTemplate, PromptVersion, TrainingJob
 from apps.core.parsers import lone_surrogate_path
-from apps.core.server_paths import SEE_ALL, shown_to
+from apps.core.server_paths import shown_to
 from apps.core.services import jobs as job_services
 from apps.core.services import prompts as prompt_services
 from apps.core.services import registry as registry_services
@@ -179,16 +179,6 @@ class RenderResultSerializer(serializers.Serializer):
 
 
 # --- jobs ---------------------------------------------------------------------------------------------
-def _job_data(request: Request, data: Any) -> Any:
-    """Jobs as the caller may see them: server paths and tracebacks for admins only."""
-    if request.user.has_perm(SEE_ALL):
-        return data
-    jobs = data if isinstance(data, list) else [data]
-    for job in jobs:
-        job["log_tail"] = selectors.without_tracebacks(job.get("log_tail") or "")
-    return shown_to(request.user, data)
-
-
 class JobListView(APIView):
     permission_classes = [IsAuthenticated, require("core.view_trainingjob", "core.run_trainingjob")]
 
@@ -205,14 +195,18 @@ class JobListView(APIView):
             status=request.query_params.get("status"),
             kind=request.query_params.get("kind"),
         )
-        return Response(_job_data(request, JobSerializer(qs[:200], many=True).data))
+        return Response(
+            JobSerializer([selectors.job_as_seen_by(request.user, j) for j in qs[:200]], many=True).data
+        )
 
     @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
     def post(self, request: Request) -> Response:
         data = JobCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = job_services.job_create(user=request.user, **data.validated_data)
-        return Response(_job_data(request, JobSerializer(job).data), status=status.HTTP_201_CREATED)
+        return Response(
+            JobSerializer(selectors.job_as_seen_by(request.user, job)).data, status=status.HTTP_201_CREATED
+        )
 
 
 class JobDetailView(APIView):
@@ -229,7 +223,7 @@ class JobCancelView(APIView):
     @extend_schema(request=None, responses=JobSerializer)
     def post(self, request: Request, pk: int) -> Response:
         job = job_services.job_cancel(job=get_object_or_404(selectors.jobs_visible_to(request.user), pk=pk))
-        return Response(_job_data(request, JobSerializer(job).data))
+        return Response(JobSerializer(selectors.job_as_seen_by(request.user, job)).data)
 
 
 class JobRetryView(APIView):
@@ -241,7 +235,9 @@ class JobRetryView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         job = get_object_or_404(selectors.jobs_visible_to(request.user), pk=pk)
         again = job_services.job_retry(job=job, user=request.user)
-        return Response(_job_data(request, JobSerializer(again).data), status=status.HTTP_201_CREATED)
+        return Response(
+            JobSerializer(selectors.job_as_seen_by(request.user, again)).data, status=status.HTTP_201_CREATED
+        )
 
 
 # --- model registry -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
@@ -26,4 +27,6 @@ class TokenView(ObtainAuthToken):
                 detail="Too many failed logins for this username from this address.",
             )
         serializer.is_valid(raise_exception=True)
-        return super().post(request, *args, **kwargs)
+        # As DRF's view does, from the one authentication above (super().post would check the password again).
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})

@@ -26,15 +26,15 @@ def retry_while_locked(write: Callable[[], T], *, delays: Sequence[float] = LOCK
     Only outside a transaction: inside one, the failed statement has spoilt the caller's transaction, and
     the error goes up for the caller's own retry.
     """
-    for delay in (*delays, None):
+    for delay in delays:
         try:
             return write()
         except OperationalError as exc:
-            if delay is None or not is_lock_error(exc) or transaction.get_connection().in_atomic_block:
+            if not is_lock_error(exc) or transaction.get_connection().in_atomic_block:
                 raise
             logger.warning("database locked; retrying in %.1f s", delay)
             time.sleep(delay)
-    raise AssertionError("unreachable")  # the loop returns or raises
+    return write()  # the last try: its error goes up
 
 
 def update_rows(objs: Sequence[Model], fields: Sequence[str]) -> int:

@@ -50,10 +50,9 @@ class JobKind:
     quota_total: int | None = None
 
     def quotas(self) -> tuple[int, int]:
-        per_user = self.quota_per_user or settings.JOB_QUOTA_PER_USER
-        return min(per_user, settings.JOB_QUOTA_PER_USER), min(
-            self.quota_total or settings.JOB_QUOTA_TOTAL, settings.JOB_QUOTA_TOTAL
-        )
+        """(per user, in all): the settings, or the kind's own when lower."""
+        per_user, total = settings.JOB_QUOTA_PER_USER, settings.JOB_QUOTA_TOTAL
+        return min(self.quota_per_user or per_user, per_user), min(self.quota_total or total, total)
 
     def params_serializer(self) -> type[JobParams]:
         return import_string(self.params)  # type: ignore[no-any-return]

@@ -30,9 +30,13 @@ def jobs_visible_to(user: Any) -> QuerySet[TrainingJob]:
 
 
 def job_visible_to(user: Any, pk: int) -> TrainingJob:
-    """One job `user` may see (Http404 otherwise, as if it did not exist), server paths hidden from non-admins."""
-    job = get_object_or_404(jobs_visible_to(user), pk=pk)
-    if not user.has_perm(SEE_ALL):  # for display only: the row is never saved from here
+    """One job `user` may see (Http404 otherwise, as if it did not exist), as `job_as_seen_by` shows it."""
+    return job_as_seen_by(user, get_object_or_404(jobs_visible_to(user), pk=pk))
+
+
+def job_as_seen_by(user: Any, job: TrainingJob) -> TrainingJob:
+    """`job` for display to `user`: server paths and tracebacks for admins only. Never save it afterwards."""
+    if not user.has_perm(SEE_ALL):
         for name in ("params", "result", "metrics", "log_tail", "error"):
             setattr(job, name, hide_paths(getattr(job, name)))
         job.log_tail = without_tracebacks(job.log_tail)

@@ -163,15 +163,6 @@ def _whole_cases() -> Iterator[Any]:
             yield pytest.param(name, raw, content_type, id=f"{name}-{kind}")
 
 
-@pytest.fixture(autouse=True)
-def empty_cache(settings: Any) -> None:
-    """A fresh in-memory cache per test: the write throttle counts requests there (var/cache otherwise)."""
-    from django.core.cache import cache
-
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    cache.clear()
-
-
 @pytest.fixture
 def api(make_user: Any) -> Client:
     user = make_user("admin", username="probe")

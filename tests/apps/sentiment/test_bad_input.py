@@ -30,15 +30,6 @@ BAD_ITEM = {
 }
 
 
-@pytest.fixture(autouse=True)
-def empty_cache(settings: Any) -> None:
-    """A fresh in-memory cache per test: the write throttle counts requests there (var/cache otherwise)."""
-    from django.core.cache import cache
-
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-    cache.clear()
-
-
 @pytest.fixture
 def analyst_client(make_user: Any) -> APIClient:
     client = APIClient()
