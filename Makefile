@@ -49,7 +49,7 @@ dev: bootstrap ## the same with DJANGO_DEBUG=1: debug pages with settings and tr
 	DJANGO_DEBUG=1 $(PY) manage.py run_suite
 
 web: bootstrap ## only the web server
-	$(VENV)/bin/gunicorn apps.wsgi:application --bind $${BIND:-127.0.0.1:8000} --workers 2 --threads 4
+	$(VENV)/bin/gunicorn apps.asgi:application -k uvicorn_worker.UvicornWorker --bind $${BIND:-127.0.0.1:8000} --workers 2
 
 worker: install ## one worker: make worker QUEUE=inference
 	$(VENV)/bin/celery -A apps worker -Q $${QUEUE:-default} -n $${QUEUE:-default}@%h --concurrency 1 --without-gossip --without-mingle

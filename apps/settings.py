@@ -154,6 +154,27 @@ else:
         }
     }
 
+# Live updates (apps.core.live): Redis pub/sub across every process when REDIS_URL is set; otherwise the
+# database layer, which carries them between the processes of one machine through a table.
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "contexta-live"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "apps.core.live_layer.DatabaseChannelLayer",
+            "CONFIG": {"poll_interval": env_float("LIVE_POLL_SECONDS", 0.5, minimum=0.05)},
+        }
+    }
+LIVE_STREAM_SECONDS = env_float("LIVE_STREAM_SECONDS", 300.0, minimum=1.0)  # then the browser reconnects
+LIVE_KEEPALIVE_SECONDS = env_float("LIVE_KEEPALIVE_SECONDS", 15.0, minimum=0.1)
+LIVE_COALESCE_SECONDS = env_float("LIVE_COALESCE_SECONDS", 0.5)
+LIVE_RETRY_MS = 3000
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -223,12 +244,14 @@ AXES_VERBOSE = False  # lock-outs are still logged as warnings
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # a token, as `Authorization: Bearer <token>` or `Token <token>`
+        "apps.core.api_auth.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "apps.core.api_schema.ContextaAutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # every list: {"count", "next", "previous", "results"}, `limit` (default PAGE_SIZE) and `offset`
+    "DEFAULT_PAGINATION_CLASS": "apps.core.api_filters.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "apps.core.api_errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttles.WriteThrottle"],
@@ -242,10 +265,17 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Contexta API",
-    "DESCRIPTION": "Support, sentiment and recommender APIs over one ML core. Authenticate with "
-    "`Authorization: Token <key>`.",
+    # The docs' front page (links back to the app; authentication, errors, pagination, rate limits, times)
+    # is apps.core.api_schema.API_DESCRIPTION, filled in with the settings above by the last hook.
+    "DESCRIPTION": "",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.core.api_schema.describe_api",
+    ],
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # the token pasted into Authorize survives a reload; #/tag/operation links open an operation
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "deepLinking": True},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

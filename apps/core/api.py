@@ -1,20 +1,29 @@
-"""HTTP API of the core app (token auth): jobs, model registry, prompts."""
+"""HTTP API of the core app: the token endpoint, jobs, the model registry, prompts.
+
+Each operation says in its `@extend_schema` what it does and which errors it answers beyond the common ones
+(apps.core.api_schema adds who may call it, and documents every error response); the docs at /api/docs/ are
+built from these.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.core import selectors
-from apps.core.access import Access
+from apps.core.access import PUBLIC, Access, access
+from apps.core.api_filters import ApiView, Pagination
 from apps.core.models import JobStatus, ModelVersion, PromptLabel, PromptTemplate, PromptVersion, TrainingJob
 from apps.core.parsers import lone_surrogate_path
 from apps.core.server_paths import shown_to
@@ -178,14 +187,69 @@ class RenderResultSerializer(serializers.Serializer):
     text = serializers.CharField(allow_blank=True)
 
 
-# --- jobs ---------------------------------------------------------------------------------------------
-class JobListView(APIView):
-    permission_classes = [IsAuthenticated, require("core.view_trainingjob", "core.run_trainingjob")]
+# --- path parameters ----------------------------------------------------------------------------------
+JOB_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The job's id.")
+MODEL_VERSION_ID = OpenApiParameter(
+    "id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The model version's id (not its number)."
+)
+PROMPT_NAME = OpenApiParameter(
+    "name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The template's name, a slug (`faq`)."
+)
+
+
+# --- token --------------------------------------------------------------------------------------------
+@access(PUBLIC)
+class TokenView(ObtainAuthToken):
+    """A token for a username and password; wrong passwords count towards a lock-out (LOGIN_FAILURE_LIMIT)."""
 
     @extend_schema(
+        summary="Get an API token",
+        description=(
+            "Exchanges a username and password (form fields or JSON) for the user's API token, the same "
+            "token on every call until an admin deletes it. Send it on every other call as "
+            "`Authorization: Bearer <token>` (or `Authorization: Token <token>`); in these docs, paste it "
+            "into **Authorize**.\n\n"
+            "Answers 400 for a wrong username or password, and 429 once a username has had "
+            f"{settings.AXES_FAILURE_LIMIT} wrong passwords from one address (locked for "
+            f"{round(settings.AXES_COOLOFF_TIME * 60)} minutes).\n\n"
+            "Example:\n\n"
+            "    curl -X POST -d username=ana -d password=… https://contexta.example/api/auth/token/\n"
+            '    {"token": "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"}'
+        ),
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid() and getattr(request, "axes_locked_out", False):
+            # The axes backend refused even to check the password: say so, rather than "wrong password".
+            raise Throttled(
+                wait=settings.AXES_COOLOFF_TIME * 3600,
+                detail="Too many failed logins for this username from this address.",
+            )
+        serializer.is_valid(raise_exception=True)
+        # As DRF's view does, from the one authentication above (super().post would check the password again).
+        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        return Response({"token": token.key})
+
+
+# --- jobs ---------------------------------------------------------------------------------------------
+class JobListView(ApiView):
+    permission_classes = [IsAuthenticated, require("core.view_trainingjob", "core.run_trainingjob")]
+    pagination_class = Pagination
+
+    @extend_schema(
+        summary="List jobs",
+        description=(
+            "Jobs newest first, one page at a time: admins see every job, others their own and the suite's "
+            "(scheduled) ones. Server paths and tracebacks are shown to admins only.\n\n"
+            "Example: `GET /api/jobs/?status=failed&kind=text_classifier&limit=20`"
+        ),
         parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, enum=JobStatus.values),
-            OpenApiParameter("kind", OpenApiTypes.STR),
+            OpenApiParameter(
+                "status", OpenApiTypes.STR, enum=JobStatus.values, description="Only jobs in this state."
+            ),
+            OpenApiParameter(
+                "kind", OpenApiTypes.STR, description="Only jobs of this kind (`text_classifier`)."
+            ),
         ],
         responses=JobSerializer(many=True),
     )
@@ -195,11 +259,26 @@ class JobListView(APIView):
             status=request.query_params.get("status"),
             kind=request.query_params.get("kind"),
         )
-        return Response(
-            JobSerializer([selectors.job_as_seen_by(request.user, j) for j in qs[:200]], many=True).data
-        )
 
-    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
+        def render(page: list[TrainingJob]) -> Any:
+            return JobSerializer([selectors.job_as_seen_by(request.user, j) for j in page], many=True).data
+
+        return self.paginate(qs, render)
+
+    @extend_schema(
+        summary="Start a job",
+        description=(
+            "Queues a job of a kind with its parameters (each kind's parameters are on the dashboard's Jobs "
+            "form); a worker picks it up. Poll `GET /api/jobs/{id}/` for its progress.\n\n"
+            "Answers 400 for an unknown kind or a bad parameter (the message names it), 403 when the job "
+            "would do something the caller may not (promote a model, say), and 429 when the caller, or "
+            "everyone, already has the kind's most jobs queued or running.\n\n"
+            "Example body:\n\n"
+            '    {"kind": "text_classifier", "params": {"dataset": "tfns", "epochs": 1, "max_examples": 200}}'
+        ),
+        request=JobCreateSerializer,
+        responses={201: JobSerializer},
+    )
     def post(self, request: Request) -> Response:
         data = JobCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -209,29 +288,57 @@ class JobListView(APIView):
         )
 
 
-class JobDetailView(APIView):
+class JobDetailView(ApiView):
     permission_classes = [IsAuthenticated, require("core.view_trainingjob")]
 
-    @extend_schema(responses=JobSerializer)
+    @extend_schema(
+        summary="Read a job",
+        description=(
+            "One job with its progress (`step`, `total_steps`, `percent`, `eta_seconds`), loss, metrics, result "
+            "and the tail of its log. Answers 404 for a job that does not exist or that the caller may not see."
+        ),
+        parameters=[JOB_ID],
+        responses=JobSerializer,
+    )
     def get(self, request: Request, pk: int) -> Response:
         return Response(JobSerializer(selectors.job_visible_to(request.user, pk)).data)
 
 
-class JobCancelView(APIView):
+class JobCancelView(ApiView):
     permission_classes = [IsAuthenticated, require("core.run_trainingjob")]
 
-    @extend_schema(request=None, responses=JobSerializer)
+    @extend_schema(
+        summary="Cancel a job",
+        description=(
+            "A pending job is cancelled at once; a running one is asked to stop, and stops after its current "
+            "step (`cancel_requested` is true until then). Answers 400 for a job that has already finished, "
+            "404 for one the caller may not see."
+        ),
+        parameters=[JOB_ID],
+        request=None,
+        responses=JobSerializer,
+    )
     def post(self, request: Request, pk: int) -> Response:
         job = job_services.job_cancel(job=get_object_or_404(selectors.jobs_visible_to(request.user), pk=pk))
         return Response(JobSerializer(selectors.job_as_seen_by(request.user, job)).data)
 
 
-class JobRetryView(APIView):
+class JobRetryView(ApiView):
     """Run a failed or cancelled job again: a new job of its kind and parameters."""
 
     permission_classes = [IsAuthenticated, require("core.run_trainingjob")]
 
-    @extend_schema(request=None, responses={201: JobSerializer})
+    @extend_schema(
+        summary="Run a job again",
+        description=(
+            "Starts a new job with the kind and parameters of a failed or cancelled one, checked like any new "
+            "job (permissions, quotas). Answers 400 for a job that is pending, running or succeeded, 404 for "
+            "one the caller may not see, 429 when a quota is spent."
+        ),
+        parameters=[JOB_ID],
+        request=None,
+        responses={201: JobSerializer},
+    )
     def post(self, request: Request, pk: int) -> Response:
         job = get_object_or_404(selectors.jobs_visible_to(request.user), pk=pk)
         again = job_services.job_retry(job=job, user=request.user)
@@ -241,33 +348,65 @@ class JobRetryView(APIView):
 
 
 # --- model registry -----------------------------------------------------------------------------------
-class ModelListView(APIView):
+class ModelListView(ApiView):
     permission_classes = [IsAuthenticated, require("core.view_modelversion")]
+    pagination_class = Pagination
 
     @extend_schema(
-        parameters=[OpenApiParameter("task", OpenApiTypes.STR)], responses=ModelVersionSerializer(many=True)
+        summary="List model versions",
+        description=(
+            "The registered versions of every task's model, by task and newest version first; `is_active` "
+            "marks the one that serves. Artifact paths are shown to admins only.\n\n"
+            "Example: `GET /api/models/?task=tfns-classifier`"
+        ),
+        parameters=[
+            OpenApiParameter(
+                "task", OpenApiTypes.STR, description="Only this task's versions (`tfns-classifier`)."
+            )
+        ],
+        responses=ModelVersionSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
         qs = ModelVersion.objects.select_related("promoted_by")
         if task := request.query_params.get("task"):
             qs = qs.filter(task=task)
-        return Response(shown_to(request.user, ModelVersionSerializer(qs, many=True).data))
+        return self.paginate(
+            qs, lambda page: shown_to(request.user, ModelVersionSerializer(page, many=True).data)
+        )
 
 
-class ModelPromoteView(APIView):
+class ModelPromoteView(ApiView):
     permission_classes = [IsAuthenticated, require("core.promote_modelversion")]
 
-    @extend_schema(request=None, responses=ModelVersionSerializer)
+    @extend_schema(
+        summary="Promote a model version",
+        description=(
+            "Makes this version the one that serves its task (the previous one stays registered, for a "
+            "rollback). Answers 400 when it is already active or its artifacts cannot be read, 404 for an "
+            "unknown id."
+        ),
+        parameters=[MODEL_VERSION_ID],
+        request=None,
+        responses=ModelVersionSerializer,
+    )
     def post(self, request: Request, pk: int) -> Response:
         version = get_object_or_404(ModelVersion, pk=pk)
         version = registry_services.model_version_promote(version=version, user=request.user)
         return Response(shown_to(request.user, ModelVersionSerializer(version).data))
 
 
-class ModelRollbackView(APIView):
+class ModelRollbackView(ApiView):
     permission_classes = [IsAuthenticated, require("core.promote_modelversion")]
 
-    @extend_schema(request=RollbackSerializer, responses=ModelVersionSerializer)
+    @extend_schema(
+        summary="Roll a task back to its previous model",
+        description=(
+            "Re-activates the version that served a task before the current one, and answers it. Answers "
+            '400 when the task has no earlier active version.\n\nExample body: `{"task": "tfns-classifier"}`'
+        ),
+        request=RollbackSerializer,
+        responses=ModelVersionSerializer,
+    )
     def post(self, request: Request) -> Response:
         data = RollbackSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -278,14 +417,31 @@ class ModelRollbackView(APIView):
 
 
 # --- prompts ------------------------------------------------------------------------------------------
-class PromptListView(APIView):
+class PromptListView(ApiView):
     permission_classes = [IsAuthenticated, require("core.view_prompttemplate", "core.add_promptversion")]
+    pagination_class = Pagination
 
-    @extend_schema(responses=PromptTemplateSerializer(many=True))
+    @extend_schema(
+        summary="List prompt templates",
+        description="Every prompt template by name, with its labels and latest version number.",
+        responses=PromptTemplateSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
-        return Response(PromptTemplateSerializer(selectors.prompt_templates(), many=True).data)
+        return self.paginate(
+            selectors.prompt_templates(), lambda page: PromptTemplateSerializer(page, many=True).data
+        )
 
-    @extend_schema(request=PromptCreateSerializer, responses={201: PromptTemplateSerializer})
+    @extend_schema(
+        summary="Create a prompt template",
+        description=(
+            "A new template with its first version, which both labels (`production`, `staging`) point to. "
+            "The body is a Jinja-like template; `{{ name }}` is a variable. Answers 400 when the name is "
+            "taken or not a slug, or the body does not parse.\n\n"
+            'Example body: `{"name": "faq", "description": "Answers from the FAQ", "body": "Q: {{ q }}"}`'
+        ),
+        request=PromptCreateSerializer,
+        responses={201: PromptTemplateSerializer},
+    )
     def post(self, request: Request) -> Response:
         data = PromptCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -293,10 +449,16 @@ class PromptListView(APIView):
         return Response(PromptTemplateSerializer(template).data, status=status.HTTP_201_CREATED)
 
 
-class PromptDetailView(APIView):
+class PromptDetailView(ApiView):
     permission_classes = [IsAuthenticated, require("core.view_prompttemplate", "core.add_promptversion")]
 
-    @extend_schema(operation_id="prompts_retrieve", responses=PromptDetailSerializer)
+    @extend_schema(
+        operation_id="prompts_retrieve",
+        summary="Read a prompt template",
+        description="A template with its labels and every version, newest first. Answers 404 for an unknown name.",
+        parameters=[PROMPT_NAME],
+        responses=PromptDetailSerializer,
+    )
     def get(self, request: Request, name: str) -> Response:
         template = get_object_or_404(PromptTemplate, name=name)
         return Response(
@@ -308,6 +470,14 @@ class PromptDetailView(APIView):
 
     @extend_schema(
         operation_id="prompts_versions_create",
+        summary="Add a prompt version",
+        description=(
+            "Saves a new version of the template's body (numbered one past the latest); no label moves, so "
+            "nothing serves it until `POST /api/prompts/{name}/labels/{label}/`. Answers 400 when the body "
+            "is unchanged or does not parse, 404 for an unknown name.\n\n"
+            'Example body: `{"body": "Question: {{ q }}", "note": "clearer wording"}`'
+        ),
+        parameters=[PROMPT_NAME],
         request=PromptEditSerializer,
         responses={201: PromptVersionSerializer},
     )
@@ -321,12 +491,26 @@ class PromptDetailView(APIView):
         return Response(PromptVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
-class PromptLabelView(APIView):
+class PromptLabelView(ApiView):
     permission_classes = [IsAuthenticated, require("core.label_prompttemplate")]
 
     @extend_schema(
+        summary="Move a prompt label",
+        description=(
+            "Points a label at a version, optionally splitting its traffic: `split_percent` of the requests "
+            "get `split_version` (the same key always gets the same one). Answers 400 for a split without "
+            "two different versions, 404 for an unknown template or version number.\n\n"
+            'Example body: `{"version": 3, "split_version": 4, "split_percent": 10}`'
+        ),
         parameters=[
-            OpenApiParameter("label", OpenApiTypes.STR, OpenApiParameter.PATH, enum=PromptLabel.Name.values)
+            PROMPT_NAME,
+            OpenApiParameter(
+                "label",
+                OpenApiTypes.STR,
+                OpenApiParameter.PATH,
+                enum=PromptLabel.Name.values,
+                description="The label to move.",
+            ),
         ],
         request=LabelMoveSerializer,
         responses=PromptLabelSerializer,
@@ -351,10 +535,21 @@ class PromptLabelView(APIView):
         return Response(PromptLabelSerializer(obj).data)
 
 
-class PromptRenderView(APIView):
+class PromptRenderView(ApiView):
     permission_classes = [IsAuthenticated, require("core.view_prompttemplate", "core.view_prompttemplate")]
 
-    @extend_schema(request=RenderSerializer, responses=RenderResultSerializer)
+    @extend_schema(
+        summary="Render a prompt",
+        description=(
+            "Renders a version (by `version` number, or the one `label` points to) with the given variables, "
+            "and answers the text; nothing is saved. Answers 400 when a variable is missing or the template "
+            "fails, 404 for an unknown template or version.\n\n"
+            'Example body: `{"label": "staging", "variables": {"q": "How do I reset my password?"}}`'
+        ),
+        parameters=[PROMPT_NAME],
+        request=RenderSerializer,
+        responses=RenderResultSerializer,
+    )
     def post(self, request: Request, name: str) -> Response:
         template = get_object_or_404(PromptTemplate, name=name)
         data = RenderSerializer(data=request.data)

@@ -1,10 +1,11 @@
+"""HTTP API of the core app, mounted at /api/ (CoreConfig.api_urls)."""
+
 from django.urls import path
 
 from apps.core import api
-from apps.core.api_auth import TokenView
 
 urlpatterns = [
-    path("auth/token/", TokenView.as_view(), name="api-token"),
+    path("auth/token/", api.TokenView.as_view(), name="api-token"),
     path("jobs/", api.JobListView.as_view(), name="api-jobs"),
     path("jobs/<int:pk>/", api.JobDetailView.as_view(), name="api-job"),
     path("jobs/<int:pk>/cancel/", api.JobCancelView.as_view(), name="api-job-cancel"),

@@ -41,6 +41,7 @@ class CoreConfig(ContextaApp):
         PeriodicTask("core-reap-stuck-jobs", "core.reap_stuck_jobs", every=20),
         PeriodicTask("core-reconcile-model-store", "core.reconcile_model_store", every=3600),
     )
+    live_topics = {"jobs": "core.view_trainingjob", "job.": "core.view_trainingjob"}
     api_enums = {
         "PromptLabelNameEnum": "apps.core.models.PromptLabel.Name",
         "JobStatusEnum": "apps.core.models.JobStatus",

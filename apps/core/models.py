@@ -208,3 +208,15 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class LiveEvent(models.Model):
+    """A live update on its way between processes, for the embedded default's channel layer only
+    (apps.core.live_layer; with Redis, pub/sub carries them and this table stays empty). Kept minutes."""
+
+    group = models.CharField(max_length=100)
+    message = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.group} #{self.pk}"

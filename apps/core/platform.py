@@ -106,6 +106,9 @@ class ContextaApp(AppConfig):
     api_enums: Mapping[str, str] = {}
     # Dotted paths of functions returning an `apps.core.health.Check`: the app's own part of /healthz.
     health_checks: tuple[str, ...] = ()
+    # Live-update topics the app publishes (apps.core.live): a name, or a prefix ending in ".", to the
+    # apps.core.access rule a user must pass to follow it ("core.view_trainingjob", SIGNED_IN, "role:...").
+    live_topics: Mapping[str, str] = {}
 
 
 def contexta_apps() -> list[ContextaApp]:

@@ -1,11 +1,12 @@
 from django.urls import path
 
-from apps.core import views
+from apps.core import live, views
 
 app_name = "core"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("live/", live.live_stream, name="live"),
     path("jobs/", views.jobs, name="jobs"),
     path("jobs/params/", views.job_params, name="job_params"),
     path("jobs/<int:pk>/", views.job_detail, name="job"),

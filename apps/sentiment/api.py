@@ -1,10 +1,10 @@
 """HTTP API of the sentiment app (token or session auth), mounted at /api/sentiment/.
 
     POST /api/sentiment/items/                       push a JSON batch: {"source": "my-feed", "items": [...]}
-    GET  /api/sentiment/items/?ticker=AAPL&limit=50  recent items with their latest score
+    GET  /api/sentiment/items/?ticker=AAPL&limit=50  recent items with their latest score (a page)
     POST /api/sentiment/uploads/                     CSV upload (multipart: file, source, encoding)
     GET  /api/sentiment/entities/                    the watchlist;  POST: add or update an entity
-    GET  /api/sentiment/entities/<ticker>/series/?granularity=hour|day&from=ISO&to=ISO
+    GET  /api/sentiment/entities/<ticker>/series/?granularity=hour|day&from=…&to=…   (ISO 8601 or Unix seconds)
     GET  /api/sentiment/series/?granularity=hour&topic=earnings   the series of a topic, or of everything
     GET  /api/sentiment/alerts/?status=open|fired|acknowledged|resolved|all&ticker=AAPL&limit=50
     GET  /api/sentiment/alerts/<id>/                 an alert with its items and deliveries
@@ -13,7 +13,7 @@
 
 Writes need `sentiment.add_item` / `sentiment.add_entity` / `sentiment.change_alert`, reads the matching
 `view_` permission (analysts and admins). Input problems, and acting on an alert in the wrong state, answer
-400 with a readable `detail`.
+400 with a readable `detail`; so does a query parameter an operation does not take (apps.core.api_filters).
 """
 
 from __future__ import annotations
@@ -23,28 +23,40 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.core.api import require
+from apps.core.api_filters import TIME_FORMATS, UNIX_SECONDS_MAX, ApiView, Pagination, parse_time
 from apps.core.api_schema import ErrorSerializer
 from apps.core.errors import ServiceError
 from apps.core.parsers import BatchJSONParser
 from apps.sentiment import selectors
 from apps.sentiment.models import Alert, AlertRule, Bucket, Delivery, DeliveryAttempt, Entity, Item, Topic
+from apps.sentiment.selectors.series import DEFAULT_RANGE, MAX_SERIES_POINTS
 from apps.sentiment.series_math import zscore
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import uploads
 from apps.sentiment.services.delivery import channel_label
 from apps.sentiment.services.entities import entity_upsert
 
+
 # --- serializers --------------------------------------------------------------------------------------
+@extend_schema_field(
+    {
+        "oneOf": [{"type": "string"}, {"type": "number", "minimum": 0, "maximum": UNIX_SECONDS_MAX}],
+        "nullable": True,
+    }
+)
+class StringOrSecondsField(serializers.Field):
+    """A pushed item's time, documented as what the push service reads: ISO 8601 text, or Unix seconds."""
+
+
 # The schema of a push request, built from the constants and the field table the push service validates
 # against (services/uploads.py), so the two cannot disagree. Documentation only: the service validates, so
 # that a bad item is rejected alone, with its index.
@@ -52,7 +64,11 @@ PushItemSerializer = type(
     "PushItemSerializer",
     (serializers.Serializer,),
     {
-        name: serializers.CharField(required=False, allow_blank=True, allow_null=True, help_text=help_text)
+        name: (
+            StringOrSecondsField(required=False, allow_null=True, help_text=help_text)
+            if name == "published_at"
+            else serializers.CharField(required=False, allow_blank=True, allow_null=True, help_text=help_text)
+        )
         for name, help_text in uploads.PUSH_FIELDS.items()
     },
 )
@@ -166,35 +182,75 @@ class EntityWriteSerializer(serializers.Serializer):
     active = serializers.BooleanField(required=False, default=True)
 
 
+# --- series -------------------------------------------------------------------------------------------
+STATS = ("count", "mean_score", "negative_share", "positive_share")
+GRANULARITIES = list(DEFAULT_RANGE)  # hour, day
+_STAT_HELP = {
+    "count": "how many items",
+    "mean_score": "the mean score",
+    "negative_share": "the share of negative items",
+    "positive_share": "the share of positive items",
+}
+
+
 class ZScoresSerializer(serializers.Serializer):
-    """How far a bucket's statistics lie from their baseline, in standard deviations (null: no baseline yet)."""
+    """How far a point's statistics lie from their baseline, in standard deviations (null: no baseline yet)."""
 
-    count = serializers.FloatField(allow_null=True)
-    mean_score = serializers.FloatField(allow_null=True)
-    negative_share = serializers.FloatField(allow_null=True)
-    positive_share = serializers.FloatField(allow_null=True)
+    count = serializers.FloatField(allow_null=True, help_text="The count's z-score (a volume spike is high).")
+    mean_score = serializers.FloatField(allow_null=True, help_text="The mean score's z-score.")
+    negative_share = serializers.FloatField(allow_null=True, help_text="The negative share's z-score.")
+    positive_share = serializers.FloatField(allow_null=True, help_text="The positive share's z-score.")
 
 
-class BucketSerializer(serializers.ModelSerializer):
-    z = serializers.SerializerMethodField()
+class BaselineStatSerializer(serializers.Serializer):
+    """A statistic's rolling baseline over the periods before a point (exponentially weighted)."""
+
+    ewma = serializers.FloatField(help_text="The weighted mean of the earlier periods.")
+    ewmvar = serializers.FloatField(help_text="Their weighted variance.")
+    n = serializers.IntegerField(help_text="How many earlier periods it has seen.")
+
+
+BaselineSerializer = type(
+    "BaselineSerializer",
+    (serializers.Serializer,),
+    {
+        "__doc__": "The baselines a point is compared with, one per statistic; empty before any history.",
+        **{
+            stat: BaselineStatSerializer(required=False, help_text=f"The baseline of {help_text}.")
+            for stat, help_text in _STAT_HELP.items()
+        },
+    },
+)
+
+
+class SeriesPointSerializer(serializers.ModelSerializer):
+    """One hour or day of a series. A period without items has no point: its count is 0."""
+
+    z = serializers.SerializerMethodField(help_text="Each statistic's distance from its baseline.")
+    baseline = serializers.SerializerMethodField(help_text="The baselines the z-scores are computed from.")
 
     class Meta:
         model = Bucket
         fields = ["start", "count", "mean_score", "negative_share", "positive_share", "negative", "positive",
                   "baseline", "z"]  # fmt: skip
         read_only_fields = fields
+        extra_kwargs = {
+            "start": {"help_text": "The period's start (UTC); it lasts an hour or a day."},
+            "count": {"help_text": "How many scored items were published in the period."},
+            "mean_score": {"help_text": "Their mean score, P(positive) - P(negative), in [-1, 1]."},
+            "negative_share": {"help_text": "The share of them labelled negative, in [0, 1]."},
+            "positive_share": {"help_text": "The share of them labelled positive, in [0, 1]."},
+            "negative": {"help_text": "How many of them are labelled negative."},
+            "positive": {"help_text": "How many of them are labelled positive."},
+        }
 
     @extend_schema_field(ZScoresSerializer)
     def get_z(self, obj: Bucket) -> dict[str, float | None]:
-        return {
-            stat: zscore(obj, stat) for stat in ("count", "mean_score", "negative_share", "positive_share")
-        }
+        return {stat: zscore(obj, stat) for stat in STATS}
 
-
-class SeriesQuerySerializer(serializers.Serializer):
-    granularity = serializers.ChoiceField(choices=["hour", "day"], required=False, default="hour")
-    # `from` is a Python keyword: read from the query string by name in _series_query
-    to = serializers.DateTimeField(required=False)
+    @extend_schema_field(BaselineSerializer)
+    def get_baseline(self, obj: Bucket) -> dict[str, Any]:
+        return obj.baseline or {}
 
 
 # The answer of the series endpoints. Built with type() because one field is named `from`, a keyword.
@@ -202,36 +258,54 @@ SeriesSerializer = type(
     "SeriesSerializer",
     (serializers.Serializer,),
     {
+        "__doc__": "A time series of sentiment: its scope, its range, and a point per period that has items.",
         "entity": serializers.CharField(
             allow_null=True, help_text="The entity's ticker, if one was asked for."
         ),
         "topic": serializers.CharField(allow_null=True, help_text="The topic's slug, if one was asked for."),
-        "granularity": serializers.ChoiceField(choices=["hour", "day"]),
-        "from": serializers.DateTimeField(),
-        "to": serializers.DateTimeField(help_text="Exclusive."),
-        "buckets": BucketSerializer(many=True),
+        "granularity": serializers.ChoiceField(choices=GRANULARITIES, help_text="The length of each period."),
+        "from": serializers.DateTimeField(help_text="The range's start, inclusive (ISO 8601, UTC)."),
+        "to": serializers.DateTimeField(help_text="The range's end, exclusive (ISO 8601, UTC)."),
+        "buckets": SeriesPointSerializer(many=True, help_text="The points, oldest first."),
     },
 )
+_TIME_SCHEMA = {
+    "oneOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "number", "minimum": 0, "maximum": UNIX_SECONDS_MAX},
+    ]
+}
+_RANGES = " and ".join(f"{days.days} days for {g}s" for g, days in DEFAULT_RANGE.items())
 SERIES_PARAMETERS = [
-    OpenApiParameter("granularity", OpenApiTypes.STR, enum=["hour", "day"], default="hour"),
-    OpenApiParameter("from", OpenApiTypes.DATETIME, description="ISO 8601; default: a range back from `to`."),
-    OpenApiParameter("to", OpenApiTypes.DATETIME, description="ISO 8601, exclusive; default: now."),
+    OpenApiParameter(
+        "granularity",
+        OpenApiTypes.STR,
+        enum=GRANULARITIES,
+        default="hour",
+        description="The length of each point's period: an hour or a day (UTC days).",
+    ),
+    OpenApiParameter(
+        "from",
+        _TIME_SCHEMA,
+        description=f"The range's start, inclusive: {TIME_FORMATS}, from 1970 on. Default: before `to` by "
+        f"{_RANGES}. At most {MAX_SERIES_POINTS} periods from `from` to `to`.",
+    ),
+    OpenApiParameter(
+        "to",
+        _TIME_SCHEMA,
+        description=f"The range's end, exclusive: {TIME_FORMATS}, after `from`. Default: now.",
+    ),
 ]
 
 
 def _series_query(request: Request) -> tuple[str, datetime, datetime]:
     params = request.query_params
-    data = SeriesQuerySerializer(data={k: v for k, v in params.items() if k in ("granularity", "to")})
-    data.is_valid(raise_exception=True)
-    start = None
-    if params.get("from"):
-        field = serializers.DateTimeField()
-        try:
-            start = field.to_internal_value(params["from"])
-        except serializers.ValidationError:
-            raise ServiceError("`from` must be an ISO 8601 date-time", field="from") from None
-    granularity = data.validated_data["granularity"]
-    start, end = selectors.series_range(granularity, start, data.validated_data.get("to"))
+    granularity = params.get("granularity") or "hour"
+    if granularity not in GRANULARITIES:
+        raise ServiceError(f"granularity must be one of {', '.join(GRANULARITIES)}", field="granularity")
+    start = parse_time("from", params["from"]) if params.get("from") else None
+    end = parse_time("to", params["to"]) if params.get("to") else None
+    start, end = selectors.series_range(granularity, start, end)
     return granularity, start, end
 
 
@@ -247,7 +321,7 @@ def _series_response(entity: Entity | None, topic: Topic | None, request: Reques
             "granularity": granularity,
             "from": start,
             "to": end,
-            "buckets": BucketSerializer(buckets, many=True).data,
+            "buckets": SeriesPointSerializer(buckets, many=True).data,
         }
     )
 
@@ -259,33 +333,75 @@ def _entity_or_404(ticker: str) -> Entity:
     return entity
 
 
+TICKER_FILTER = OpenApiParameter(
+    "ticker",
+    OpenApiTypes.STR,
+    description="Only those about this entity: its ticker, in any case (`aapl`, `$AAPL`).",
+)
+
+
 # --- views --------------------------------------------------------------------------------------------
-class ItemListView(APIView):
+TICKER_PATH = OpenApiParameter(
+    "ticker",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The entity's ticker, in any case (`aapl`).",
+)
+ALERT_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The alert's id.")
+PUSH_EXAMPLE = OpenApiExample(
+    "Two items",
+    value={
+        "source": "my-feed",
+        "items": [
+            {
+                "title": "Acme beats estimates",
+                "url": "https://news.example/acme-q1",
+                "published_at": 1714555800,
+            },
+            {"text": "Acme shares fall after the call", "published_at": "2024-05-01T10:30:00Z"},
+        ],
+    },
+    request_only=True,
+)
+
+
+class ItemListView(ApiView):
     permission_classes = [IsAuthenticated, require("sentiment.view_item", "sentiment.add_item")]
+    pagination_class = Pagination
     # JSON only; a lone surrogate in one item reaches the push service, which rejects that item alone.
     parser_classes = [BatchJSONParser]
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("ticker", OpenApiTypes.STR, description="Only items about this entity."),
-            OpenApiParameter(
-                "limit", OpenApiTypes.INT, description="How many, at most (default 50, clamped to 1-200)."
-            ),
-        ],
+        summary="List recent items",
+        description=(
+            "Ingested items, newest published first, each with its entities and latest score (null until "
+            "scored), a page at a time. Answers 404 for an unknown ticker.\n\n"
+            "Example: `GET /api/sentiment/items/?ticker=AAPL&limit=20`"
+        ),
+        parameters=[TICKER_FILTER],
         responses={200: ItemSerializer(many=True), 404: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         entity = None
         if ticker := request.query_params.get("ticker"):
             entity = _entity_or_404(ticker)
-        try:
-            limit = max(1, min(200, int(request.query_params.get("limit", 50))))
-        except ValueError:
-            raise ServiceError("limit must be an integer", field="limit") from None
-        return Response(ItemSerializer(selectors.items_recent(entity=entity, limit=limit), many=True).data)
+        items = selectors.items_recent(entity=entity, limit=None)
+        return self.paginate(items, lambda page: ItemSerializer(page, many=True).data)
 
     @extend_schema(
-        request=PushSerializer, responses={201: IngestReportSerializer, 400: IngestRefusedSerializer}
+        summary="Push items",
+        description=(
+            f"Stores a batch of up to {uploads.PUSH_MAX_ITEMS} items into a push source (created on first use; "
+            "default `api`) and queues them for scoring. An item needs a `text` or a `title`; `published_at` "
+            "is ISO 8601 text or Unix seconds (a number, or digits as text), from 1970 to a day from now. Items already "
+            "stored (the same URL, or the same source and id) count as duplicates.\n\n"
+            "A bad item is rejected alone, with its index and the field at fault; the others are stored "
+            "(201). Answers 400 when the body is not a batch, or when no item was accepted (the report comes "
+            "with it)."
+        ),
+        request=PushSerializer,
+        responses={201: IngestReportSerializer, 400: IngestRefusedSerializer},
+        examples=[PUSH_EXAMPLE],
     )
     def post(self, request: Request) -> Response:
         body = request.data
@@ -300,12 +416,25 @@ class ItemListView(APIView):
         return Response(payload, status=status.HTTP_201_CREATED)
 
 
-class UploadView(APIView):
+class UploadView(ApiView):
     permission_classes = [IsAuthenticated, require("sentiment.add_item")]
     parser_classes = [MultiPartParser, FormParser]
 
     # multipart only: a form without a file part can never be accepted
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={201: IngestReportSerializer})
+    @extend_schema(
+        summary="Upload a CSV file of items",
+        description=(
+            f"Ingests a CSV file (at most {uploads.UPLOAD_MAX_BYTES // (1024 * 1024)} MB, "
+            f"{uploads.UPLOAD_MAX_ROWS:,} rows) into an upload source (default `upload:<username>`). The header "
+            "names the columns: `text` (or `body`, `content`), `title` (or `headline`), `url` (or `link`), "
+            "`published_at` (or `date`, `time`, `timestamp`: ISO 8601 or Unix seconds), `language`, `id`. "
+            "A bad row is rejected alone, numbered as a spreadsheet shows it (the header is row 1).\n\n"
+            "Answers 400 for a file that cannot be read as a whole (not UTF-8 or Latin-1 as `encoding` "
+            "says, no usable header, too large)."
+        ),
+        request={"multipart/form-data": UploadSerializer},
+        responses={201: IngestReportSerializer},
+    )
     def post(self, request: Request) -> Response:
         data = UploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -318,14 +447,29 @@ class UploadView(APIView):
         return Response(report.as_dict(), status=status.HTTP_201_CREATED)
 
 
-class EntityListView(APIView):
+class EntityListView(ApiView):
     permission_classes = [IsAuthenticated, require("sentiment.view_entity", "sentiment.add_entity")]
+    pagination_class = Pagination
 
-    @extend_schema(responses=EntitySerializer(many=True))
+    @extend_schema(
+        summary="List the watchlist",
+        description="The watched entities by ticker, with their aliases and how many items mention them.",
+        responses=EntitySerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
-        return Response(EntitySerializer(selectors.entities_list(), many=True).data)
+        return self.paginate(selectors.entities_list(), lambda page: EntitySerializer(page, many=True).data)
 
-    @extend_schema(request=EntityWriteSerializer, responses={201: EntitySerializer})
+    @extend_schema(
+        summary="Add or update a watched entity",
+        description=(
+            "Creates the entity, or replaces the name, aliases and `active` of the one with this ticker "
+            "(`$tsla` and `tsla` are TSLA). Items are matched to entities by ticker, name and aliases. "
+            "Answers 400 for a ticker that is not 1-10 letters or digits starting with a letter.\n\n"
+            'Example body: `{"ticker": "TSLA", "name": "Tesla", "aliases": ["Tesla Inc."]}`'
+        ),
+        request=EntityWriteSerializer,
+        responses={201: EntitySerializer},
+    )
     def post(self, request: Request) -> Response:
         data = EntityWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -333,22 +477,46 @@ class EntityListView(APIView):
         return Response(EntitySerializer(entity).data, status=status.HTTP_201_CREATED)
 
 
-class EntitySeriesView(APIView):
+_SERIES_HOW = (
+    "Each point is an hour or a day with items: their count, mean score and negative and positive shares, "
+    "with the rolling baseline of each and its z-score (how unusual it is). Periods without items have no "
+    f"point. At most {MAX_SERIES_POINTS} periods per request: the range is `from` (inclusive) to `to` "
+    "(exclusive), each ISO 8601 or Unix seconds. Answers 400 for a bad granularity or time, a range that "
+    "ends before it starts or is too long"
+)
+
+
+class EntitySeriesView(ApiView):
     permission_classes = [IsAuthenticated, require("sentiment.view_bucket")]
 
-    @extend_schema(parameters=SERIES_PARAMETERS, responses=SeriesSerializer)
+    @extend_schema(
+        summary="An entity's sentiment series",
+        description=(
+            f"The sentiment of the items about one entity over time. {_SERIES_HOW}; 404 for an unknown "
+            "ticker.\n\nExample: `GET /api/sentiment/entities/AAPL/series/?granularity=day&from=2024-05-01T00:00:00Z"
+            "&to=1717200000`"
+        ),
+        parameters=[TICKER_PATH, *SERIES_PARAMETERS],
+        responses=SeriesSerializer,
+    )
     def get(self, request: Request, ticker: str) -> Response:
         return _series_response(_entity_or_404(ticker), None, request)
 
 
-class SeriesView(APIView):
+class SeriesView(ApiView):
     permission_classes = [IsAuthenticated, require("sentiment.view_bucket")]
 
     @extend_schema(
+        summary="A topic's, an entity's or everything's sentiment series",
+        description=(
+            "The sentiment over time of a topic's items, of an entity's, or (neither given) of every item. "
+            f"{_SERIES_HOW}; 404 for an unknown topic or ticker.\n\n"
+            "Example: `GET /api/sentiment/series/?topic=earnings&granularity=hour`"
+        ),
         parameters=[
             *SERIES_PARAMETERS,
-            OpenApiParameter("topic", OpenApiTypes.STR, description="A topic's slug."),
-            OpenApiParameter("ticker", OpenApiTypes.STR, description="An entity's ticker."),
+            OpenApiParameter("topic", OpenApiTypes.STR, description="A topic's slug (`earnings`)."),
+            OpenApiParameter("ticker", OpenApiTypes.STR, description="An entity's ticker, in any case."),
         ],
         responses={200: SeriesSerializer, 404: ErrorSerializer},
     )
@@ -431,38 +599,52 @@ class AlertDetailSerializer(AlertSerializer):
         read_only_fields = fields
 
 
-class AlertListView(APIView):
+class AlertListView(ApiView):
     permission_classes = [IsAuthenticated, require("sentiment.view_alert")]
+    pagination_class = Pagination
 
     @extend_schema(
+        summary="List alerts",
+        description=(
+            "Alerts newest fired first, a page at a time; by default the open ones (fired or acknowledged). "
+            "Answers 400 for an unknown status, 404 for an unknown ticker.\n\n"
+            "Example: `GET /api/sentiment/alerts/?status=all&ticker=AAPL`"
+        ),
         parameters=[
-            OpenApiParameter("status", OpenApiTypes.STR, enum=list(selectors.ALERT_FILTERS)),
-            OpenApiParameter("ticker", OpenApiTypes.STR),
             OpenApiParameter(
-                "limit", OpenApiTypes.INT, description="How many, at most (default 50, clamped to 1-200)."
+                "status",
+                OpenApiTypes.STR,
+                enum=list(selectors.ALERT_FILTERS),
+                default="open",
+                description="`open` (fired or acknowledged), one state, or `all`.",
             ),
+            TICKER_FILTER,
         ],
         responses={200: AlertSerializer(many=True), 404: ErrorSerializer},
     )
     def get(self, request: Request) -> Response:
         status = request.query_params.get("status", "open")
         if status not in selectors.ALERT_FILTERS:
-            return Response({"detail": f"status is one of {', '.join(selectors.ALERT_FILTERS)}"}, status=400)
+            raise ServiceError(f"status is one of {', '.join(selectors.ALERT_FILTERS)}", field="status")
         entity = None
         if ticker := request.query_params.get("ticker"):
             entity = _entity_or_404(ticker)
-        try:
-            limit = max(1, min(int(request.query_params.get("limit", 50)), 200))
-        except ValueError:
-            return Response({"detail": "limit is a number from 1 to 200"}, status=400)
-        qs = selectors.alerts(status=status, entity=entity)[:limit]
-        return Response(AlertSerializer(qs, many=True).data)
+        alerts = selectors.alerts(status=status, entity=entity)
+        return self.paginate(alerts, lambda page: AlertSerializer(page, many=True).data)
 
 
-class AlertDetailView(APIView):
+class AlertDetailView(ApiView):
     permission_classes = [IsAuthenticated, require("sentiment.view_alert")]
 
-    @extend_schema(responses=AlertDetailSerializer)
+    @extend_schema(
+        summary="Read an alert",
+        description=(
+            "An alert with the items that made it fire and its deliveries (each attempt, never a channel's "
+            "secret). Answers 404 for an unknown id."
+        ),
+        parameters=[ALERT_ID],
+        responses=AlertDetailSerializer,
+    )
     def get(self, request: Request, pk: int) -> Response:
         try:
             alert = selectors.alert_detail(pk=pk)
@@ -471,19 +653,37 @@ class AlertDetailView(APIView):
         return Response(AlertDetailSerializer(alert).data)
 
 
-class AlertAcknowledgeView(APIView):
+class AlertAcknowledgeView(ApiView):
     permission_classes = [IsAuthenticated, require("sentiment.change_alert")]
 
-    @extend_schema(request=None, responses=AlertSerializer)
+    @extend_schema(
+        summary="Acknowledge an alert",
+        description=(
+            "Marks a fired alert as seen by the caller; it stays open until resolved. Answers 400 when it "
+            "is already acknowledged or resolved, 404 for an unknown id."
+        ),
+        parameters=[ALERT_ID],
+        request=None,
+        responses=AlertSerializer,
+    )
     def post(self, request: Request, pk: int) -> Response:
         alert = alert_services.alert_acknowledge(alert=get_object_or_404(Alert, pk=pk), user=request.user)
         return Response(AlertSerializer(selectors.alerts(status="all").get(pk=alert.pk)).data)
 
 
-class AlertResolveView(APIView):
+class AlertResolveView(ApiView):
     permission_classes = [IsAuthenticated, require("sentiment.change_alert")]
 
-    @extend_schema(request=None, responses=AlertSerializer)
+    @extend_schema(
+        summary="Resolve an alert",
+        description=(
+            "Closes an open alert by hand; the rule's cooldown starts now. Answers 400 when it is already "
+            "resolved, 404 for an unknown id."
+        ),
+        parameters=[ALERT_ID],
+        request=None,
+        responses=AlertSerializer,
+    )
     def post(self, request: Request, pk: int) -> Response:
         alert = alert_services.alert_resolve(alert=get_object_or_404(Alert, pk=pk), user=request.user)
         return Response(AlertSerializer(selectors.alerts(status="all").get(pk=alert.pk)).data)

@@ -3,6 +3,9 @@ from apps.core.platform import ContextaApp, NavEntry, PeriodicTask
 from apps.core.roles import ADMIN, ANALYST
 
 _JOBS = "apps.sentiment.jobs"
+# Live-update topics (apps.core.live): the alerts and notifications, and the scored series.
+LIVE_ALERTS = "sentiment.alerts"
+LIVE_SERIES = "sentiment.series"
 
 
 class SentimentConfig(ContextaApp):
@@ -25,6 +28,7 @@ class SentimentConfig(ContextaApp):
         PeriodicTask("sentiment-deliveries-sweep", "sentiment.deliveries_sweep", every=30),
     )
     health_checks = ("apps.sentiment.health.check_aggregation",)
+    live_topics = {LIVE_ALERTS: f"role:{ADMIN},{ANALYST}", LIVE_SERIES: f"role:{ADMIN},{ANALYST}"}
     job_kinds = (
         JobKind(
             name="sentiment_train",

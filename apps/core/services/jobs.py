@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from apps.core.errors import QuotaExceeded, ServiceError
 from apps.core.heartbeat import hold_job_lease, process_alive, release_job_lease
+from apps.core.live import publish
 from apps.core.models import JobStatus, TrainingJob
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def job_create(*, kind: str, params: dict[str, Any], user: User | AnonymousUser 
             _check_quota(job_kind, creator)
         job = TrainingJob.objects.create(kind=kind, params=clean, created_by=creator)
         transaction.on_commit(lambda: job_enqueue(job=job))
+        announce(job.pk)
     return job
 
 
@@ -121,7 +123,14 @@ def job_create_local(
 
     clean = get_kind(kind).validate(params, trusted=trusted)
     creator = user if isinstance(user, User) else None
-    return TrainingJob.objects.create(kind=kind, params=clean, created_by=creator)
+    job = TrainingJob.objects.create(kind=kind, params=clean, created_by=creator)
+    announce(job.pk)
+    return job
+
+
+def announce(job_id: int, *, coalesce: bool = False) -> None:
+    """Tell the pages that show this job (its own page, the jobs lists) that it changed."""
+    publish("jobs", f"job.{job_id}", coalesce=coalesce)
 
 
 def job_run(*, job: TrainingJob, reporter: JobReporter) -> TrainingJob:
@@ -220,6 +229,7 @@ def job_claim(*, job_id: int) -> TrainingJob | None:
     if seen["status"] == JobStatus.RUNNING:
         job_log(job=job, line=f"taken over by {me}: {seen['claimed_by']} had died (attempt {job.attempts})")
     hold_job_lease(job_id=job.pk, claimant=me)
+    announce(job.pk)
     return job
 
 
@@ -240,6 +250,7 @@ def job_progress(
     ):
         logger.warning("job %s is no longer held by %s: stopping it here", job.pk, job.claimed_by)
         return True
+    announce(job.pk, coalesce=True)
     return bool(TrainingJob.objects.filter(pk=job.pk).values_list("cancel_requested", flat=True).first())
 
 
@@ -248,6 +259,7 @@ def job_log(*, job: TrainingJob, line: str) -> None:
     tail = TrainingJob.objects.filter(pk=job.pk).values_list("log_tail", flat=True).first() or ""
     tail = (tail + f"{stamp} {line}\n")[-LOG_TAIL_CHARS:]
     TrainingJob.objects.filter(pk=job.pk).update(log_tail=tail)
+    publish(f"job.{job.pk}", coalesce=True)
 
 
 def job_cancel(*, job: TrainingJob) -> TrainingJob:
@@ -259,9 +271,11 @@ def job_cancel(*, job: TrainingJob) -> TrainingJob:
         status=JobStatus.CANCELLED, cancel_requested=True, finished_at=now
     ):
         job.refresh_from_db()
+        announce(job.pk)
         return job
     TrainingJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(cancel_requested=True)
     job.refresh_from_db()
+    announce(job.pk)
     return job
 
 
@@ -279,6 +293,7 @@ def _finish(job: TrainingJob, status: str, **fields: Any) -> None:
     )
     release_job_lease(job_id=job.pk)
     job.refresh_from_db()
+    announce(job.pk)
 
 
 def job_succeed(*, job: TrainingJob, metrics: dict[str, Any], result: dict[str, Any]) -> None:
@@ -320,6 +335,7 @@ def jobs_reap_stuck() -> dict[str, int]:
         ).update(status=JobStatus.PENDING, claimed_by="")
         if reset:
             job_log(job=job, line=f"requeued: worker {job.claimed_by} stopped responding")
+            announce(job.pk)
             job_enqueue(job=job)
             requeued += 1
     return {"requeued": requeued, "failed": failed}

@@ -48,9 +48,9 @@ def items_recent(
     topic: Topic | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
-    limit: int = 50,
+    limit: int | None = 50,
 ) -> QuerySet[Item]:
-    """Items newest first, with their sources, entities and scores prefetched."""
+    """Items newest first, with their sources, entities and scores prefetched (`limit` None: all of them)."""
     qs = items_in(
         Item.objects.select_related("source").prefetch_related("entities", "scores"),
         entity=entity,

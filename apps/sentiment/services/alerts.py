@@ -39,7 +39,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.core.errors import ServiceError
+from apps.core.live import publish
 from apps.sentiment import detection, selectors
+from apps.sentiment.apps import LIVE_ALERTS
 from apps.sentiment.detection import Detection, RuleSpec
 from apps.sentiment.models import Alert, AlertRule, Notification
 from apps.sentiment.selectors import OPEN, AlertKey
@@ -196,6 +198,7 @@ def alert_fire(
     logger.info(
         "alert %s fired: rule %s scope %s/%s z=%.2f", alert.pk, rule.pk, entity_id, topic_id, alert.value
     )
+    publish(LIVE_ALERTS)
     return alert
 
 
@@ -208,6 +211,7 @@ def _alert_refresh(*, alert: Alert, spec: RuleSpec, found: Detection, at: dateti
     alert.value = found.z or 0.0
     alert.detail = _detail(spec, found, at, alert.detail)
     alert.save(update_fields=["value", "detail"])
+    publish(LIVE_ALERTS)
     if window_moved:
         items = selectors.alert_driving_items(
             condition=alert.rule.condition, entity_id=alert.entity_id, topic_id=alert.topic_id, found=found
@@ -246,6 +250,7 @@ def alert_acknowledge(*, alert: Alert, user: AbstractBaseUser | AnonymousUser | 
                 f"Alert #{alert.pk} was already acknowledged by {alert.acknowledged_by or 'someone'}."
             )
         raise ServiceError(f"Alert #{alert.pk} is resolved; there is nothing to acknowledge.")
+    publish(LIVE_ALERTS)
     return alert
 
 
@@ -267,6 +272,7 @@ def _resolve(*, alert: Alert, user: AbstractBaseUser | None, at: datetime, reaso
         return None
     alert.refresh_from_db()
     delivery_services.deliveries_create(alert=alert, event="resolved")
+    publish(LIVE_ALERTS)
     return alert
 
 
@@ -279,6 +285,7 @@ def notifications_mark_read(*, user: AbstractBaseUser, notification_ids: Iterabl
     through = Notification.read_by.through
     rows = [through(notification_id=pk, user_id=user.pk) for pk in qs.values_list("pk", flat=True)]
     through.objects.bulk_create(rows, ignore_conflicts=True)
+    publish(LIVE_ALERTS)
     return len(rows)
 
 

@@ -21,7 +21,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 
 from apps.core.db import update_rows
+from apps.core.live import publish
 from apps.sentiment import selectors
+from apps.sentiment.apps import LIVE_SERIES
 from apps.sentiment.models import Bucket
 from apps.sentiment.series_math import (
     GRANULARITIES,
@@ -130,6 +132,7 @@ def series_apply(*, items: Sequence[ScoredItem]) -> int:
         for scope, start in keys:
             earliest[scope] = min(start, earliest.get(scope, start))
         recompute_baselines_many(granularity=granularity, since=earliest)
+    publish(LIVE_SERIES)
     return len(deltas)
 
 
@@ -215,4 +218,5 @@ def series_rebuild(*, version_id: int, start: datetime, end: datetime) -> dict[s
     for granularity in GRANULARITIES:
         scopes = {scope: start for scope, g in touched if g == granularity}
         recompute_baselines_many(granularity=granularity, since=scopes)
+    publish(LIVE_SERIES)
     return {"deleted": deleted, "buckets": created, "items": len(items)}

@@ -45,13 +45,15 @@ _COLUMN_ALIASES = {
 }
 
 
-def parse_when(raw: str) -> datetime | None:
+def parse_when(raw: str | float) -> datetime | None:
     """ISO 8601 ("2024-05-01T09:30:00Z", "2024-05-01 09:30"), a date, or Unix seconds (naive = UTC); None if blank.
 
-    Raises ValueError for anything else.
+    A number (from JSON) is Unix seconds, from 0 to UNIX_SECONDS_MAX. Raises ValueError for anything else.
     """
     from django.utils.dateparse import parse_date, parse_datetime
 
+    if isinstance(raw, int | float):
+        return _from_unix_seconds(raw)
     raw = (raw or "").strip()
     if not raw:
         return None
@@ -66,6 +68,22 @@ def parse_when(raw: str) -> datetime | None:
             raise ValueError(f"published_at {raw[:40]!r} is not a date-time (use ISO 8601 or Unix seconds)")
         value = datetime(day.year, day.month, day.day, tzinfo=UTC)
     return value.replace(tzinfo=UTC) if timezone.is_naive(value) else value
+
+
+UNIX_SECONDS_MAX = 253402300799  # 9999-12-31T23:59:59Z
+
+
+def _from_unix_seconds(seconds: float) -> datetime:
+    out_of_range = ValueError(
+        f"published_at {str(seconds)[:40]} is out of range: Unix seconds are from 0 (1970-01-01) "
+        f"to {UNIX_SECONDS_MAX} (9999-12-31)"
+    )
+    if not 0 <= seconds <= UNIX_SECONDS_MAX:  # NaN too
+        raise out_of_range
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, ValueError, OSError):  # the last microsecond of 9999, rounded up
+        raise out_of_range from None
 
 
 def decode_upload(data: bytes, encoding: str) -> str:
@@ -256,12 +274,12 @@ def _ingest_rows(
 # (apps/sentiment/api.py builds PushSerializer from these constants and PushItemSerializer from the table).
 PUSH_MAX_ITEMS = 1000
 SOURCE_NAME_MAX_CHARS = 200  # Source.name's max_length
-# The fields of a pushed item. Every value is a string or null; any may be left out.
+# The fields of a pushed item. Every value is a string or null (published_at may be a number); any may be left out.
 PUSH_FIELDS: dict[str, str] = {
     "text": "the body (an item needs a text or a title)",
     "title": "the headline",
     "url": "a link to the original; items with the same URL are stored once",
-    "published_at": "ISO 8601 or Unix seconds; default: now",
+    "published_at": "ISO 8601, or Unix seconds (a number, or digits as text); default: now",
     "language": "ISO 639-1 code; default: detected",
     "id": "your id for the item (stored as its external id)",
 }
@@ -274,11 +292,14 @@ def _push_record(raw: object) -> ItemRecord:
     if unknown:
         shown = ", ".join(sorted(name if name.isprintable() else ascii(name) for name in map(str, unknown)))
         raise ServiceError(f"unknown fields: {shown}")
+    when = raw.get("published_at")
+    if isinstance(when, bool) or not isinstance(when, str | int | float | None):
+        raise ServiceError("published_at must be a string or a number (Unix seconds)", field="published_at")
     for key in PUSH_FIELDS:
-        if raw.get(key) is not None and not isinstance(raw[key], str):
+        if key != "published_at" and raw.get(key) is not None and not isinstance(raw[key], str):
             raise ServiceError(f"{key} must be a string", field=key)
     try:
-        published = parse_when(raw.get("published_at") or "")
+        published = parse_when(when if when is not None else "")
     except ValueError as exc:
         raise ServiceError(str(exc), field="published_at") from None
     return ItemRecord(

@@ -13,36 +13,26 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import URLPattern, get_resolver
 from rest_framework.authtoken.models import Token
 
 from apps.core import roles
 from apps.core.access import declared_access
+from tests.routes import CONVERTER, walk
 
 ROLES = ("anonymous", "no-role", roles.AGENT, roles.ANALYST, roles.ADMIN, "superuser")
 DENIED = {401, 403, 405}
 SKIPPED_PREFIXES = ("admin/",)
-_CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
-
-
-def _walk(patterns: list[Any], prefix: str = "") -> list[tuple[str, URLPattern]]:
-    found = []
-    for pattern in patterns:
-        if isinstance(pattern, URLResolver):
-            found += _walk(pattern.url_patterns, prefix + str(pattern.pattern))
-        else:
-            found.append((prefix + str(pattern.pattern), pattern))
-    return found
 
 
 ROUTES = [
-    (route, p) for route, p in _walk(get_resolver().url_patterns) if not route.startswith(SKIPPED_PREFIXES)
+    (route, p) for route, p in walk(get_resolver().url_patterns) if not route.startswith(SKIPPED_PREFIXES)
 ]
 
 
 def _path(route: str) -> str:
     """A concrete path for a route: ids that do not exist, names that do not exist."""
-    return "/" + _CONVERTER.sub(lambda m: "999999" if m.group(1) == "int" else "nope", route)
+    return "/" + CONVERTER.sub(lambda m: "999999" if m.group(1) == "int" else "nope", route)
 
 
 def _methods(pattern: URLPattern) -> list[str]:
@@ -125,7 +115,7 @@ def test_every_schema_operation_is_a_route_this_matrix_calls() -> None:
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
     tested = {
-        (_CONVERTER.sub("{}", "/" + route), method)
+        (CONVERTER.sub("{}", "/" + route), method)
         for route, pattern in ROUTES
         for method in _methods(pattern)
     }

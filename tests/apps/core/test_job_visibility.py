@@ -28,7 +28,7 @@ def test_an_analyst_sees_own_and_suite_jobs_only(client, make_user):
     mine, theirs, suite = _job(analyst), _job(other), _job(None)
     client.force_login(analyst)
 
-    listed = {job["id"] for job in client.get("/api/jobs/").json()}
+    listed = {job["id"] for job in client.get("/api/jobs/").json()["results"]}
     assert listed == {mine.pk, suite.pk}
     assert client.get(f"/api/jobs/{theirs.pk}/").status_code == 404
     assert client.post(f"/api/jobs/{theirs.pk}/cancel/").status_code == 404
@@ -51,5 +51,5 @@ def test_server_paths_are_hidden_from_non_admins_and_shown_to_admins(client, mak
     assert job.params["phrasebank"].startswith(str(settings.DATA_DIR))  # only the display changed
 
     client.force_login(admin)
-    everything = client.get("/api/jobs/").json()
+    everything = client.get("/api/jobs/").json()["results"]
     assert any(j["params"]["phrasebank"].startswith(str(settings.DATA_DIR)) for j in everything)

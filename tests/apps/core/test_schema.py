@@ -141,7 +141,7 @@ def test_jobs_without_a_creator_match_the_schema(openapi: dict[str, Any], admin_
         kind="text_classifier", params={"dataset": "tfns"}
     )  # made by beat: no user
 
-    listed = _call(openapi, admin_client, "get", "/api/jobs/", 200)
+    listed = _call(openapi, admin_client, "get", "/api/jobs/", 200)["results"]
     detail = _call(openapi, admin_client, "get", f"/api/jobs/{job.pk}/", 200)
 
     assert listed[0]["created_by"] is None and detail["created_by"] is None
@@ -152,7 +152,7 @@ def test_model_versions_never_promoted_match_the_schema(
 ) -> None:
     ModelVersion.objects.create(task="tfns-classifier", version=1, artifact_dir="/nonexistent/v1")
 
-    listed = _call(openapi, admin_client, "get", "/api/models/?task=tfns-classifier", 200)
+    listed = _call(openapi, admin_client, "get", "/api/models/?task=tfns-classifier", 200)["results"]
 
     assert listed[0]["promoted_by"] is None and listed[0]["promoted_at"] is None
 
@@ -165,7 +165,7 @@ def test_prompt_responses_match_the_schema(openapi: dict[str, Any], admin_client
     label = _call(openapi, admin_client, "post", "/api/prompts/faq/labels/staging/", 200, data={"version": 2})
     body = {"label": "staging", "variables": {"q": "hi"}}
     rendered = _call(openapi, admin_client, "post", "/api/prompts/faq/render/", 200, data=body)
-    listed = _call(openapi, admin_client, "get", "/api/prompts/", 200)
+    listed = _call(openapi, admin_client, "get", "/api/prompts/", 200)["results"]
 
     assert sorted(v["number"] for v in detail["versions"]) == [1, 2] and detail["name"] == "faq"
     assert label["split_version"] is None and rendered == {"version": 2, "text": "Question: hi"}
@@ -208,11 +208,11 @@ def alert_world() -> Alert:
 def test_sentiment_reads_match_the_schema(
     openapi: dict[str, Any], admin_client: Client, alert_world: Alert
 ) -> None:
-    items = _call(openapi, admin_client, "get", "/api/sentiment/items/?ticker=ACME&limit=5", 200)
-    entities = _call(openapi, admin_client, "get", "/api/sentiment/entities/", 200)
+    items = _call(openapi, admin_client, "get", "/api/sentiment/items/?ticker=ACME&limit=5", 200)["results"]
+    entities = _call(openapi, admin_client, "get", "/api/sentiment/entities/", 200)["results"]
     series = _call(openapi, admin_client, "get", "/api/sentiment/entities/ACME/series/?granularity=hour", 200)
     everything = _call(openapi, admin_client, "get", "/api/sentiment/series/?granularity=day", 200)
-    alerts = _call(openapi, admin_client, "get", "/api/sentiment/alerts/?status=all", 200)
+    alerts = _call(openapi, admin_client, "get", "/api/sentiment/alerts/?status=all", 200)["results"]
     detail = _call(openapi, admin_client, "get", f"/api/sentiment/alerts/{alert_world.pk}/", 200)
 
     assert items[0]["score"]["label"] == "negative" and entities[0]["ticker"] == "ACME"

@@ -184,7 +184,7 @@ def test_entities_api_lists_and_upserts(client: APIClient) -> None:
     assert response.json()["aliases"] == ["Tesla", "Tesla Inc."]
     bad = client.post("/api/sentiment/entities/", {"ticker": "two words"}, format="json")
     assert bad.status_code == 400 and "not a ticker" in bad.json()["detail"]
-    assert [e["ticker"] for e in client.get("/api/sentiment/entities/").json()] == ["TSLA"]
+    assert [e["ticker"] for e in client.get("/api/sentiment/entities/").json()["results"]] == ["TSLA"]
 
 
 def test_a_quiet_scope_finds_its_previous_bucket_beyond_the_look_back(entity: Entity) -> None:

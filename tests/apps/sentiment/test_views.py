@@ -90,10 +90,10 @@ def test_api_by_role(client, world, method, url, statuses):
 def test_api_lists_and_acts_on_alerts(client, world):
     alert = world["alert"]
     client.force_login(world["users"]["analyst"])
-    listed = client.get("/api/sentiment/alerts/?status=open&ticker=acme").json()
+    listed = client.get("/api/sentiment/alerts/?status=open&ticker=acme").json()["results"]
     assert [a["id"] for a in listed] == [alert.pk]
     assert listed[0]["entity"] == "ACME" and listed[0]["rule"]["name"] == "ACME drop"
-    assert client.get("/api/sentiment/alerts/?status=resolved").json() == []
+    assert client.get("/api/sentiment/alerts/?status=resolved").json()["results"] == []
     assert client.get("/api/sentiment/alerts/?status=bogus").status_code == 400
 
     detail = client.get(f"/api/sentiment/alerts/{alert.pk}/").json()
