@@ -30,6 +30,7 @@ ORDER = [
     "bench_memory",
     "bench_sentiment",
     "bench_alerts",
+    "bench_live",
 ]
 
 
