@@ -110,6 +110,15 @@ def minilm_embedder() -> Any:
 
 
 @pytest.fixture
+def asgi_site(tmp_path: Path) -> Iterator[Any]:
+    """The web process as `make run` serves it (tests/asgi_site.py), for tests of live pages."""
+    from tests.asgi_site import AsgiSite
+
+    with AsgiSite(tmp_path).serving() as site:
+        yield site
+
+
+@pytest.fixture
 def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A headless Chromium page (Debian's chromium driven by Playwright), for tests marked `browser`."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"

@@ -6,25 +6,44 @@ and admins have them; agents get 403); acknowledging, resolving and editing rule
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.core.access import access
 from apps.core.errors import ServiceError
-from apps.sentiment import selectors
+from apps.sentiment import charts, selectors
 from apps.sentiment.forms import AlertRuleForm, CsvUploadForm, FeedForm
 from apps.sentiment.models import Alert, AlertRule
 from apps.sentiment.services import alerts as alert_services
 from apps.sentiment.services import feeds, ingest, uploads
 from apps.sentiment.services.delivery import SECRET_MASK, channel_label, secrets_added
 
-RANGES = (1, 7, 30, 90)
+# The entity page's time ranges; up to HOURLY_UP_TO the chart shows hours, beyond it days.
+PERIODS = {
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(hours=24),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+    "90d": timedelta(days=90),
+}
+DEFAULT_PERIOD = "7d"
+OLD_DAYS = {"1": "24h", "7": "7d", "30": "30d", "90": "90d"}  # the links of before: ?days=N
+HOURLY_UP_TO = timedelta(days=7)
+MAX_CUSTOM_RANGE = timedelta(days=730)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # custom ranges stay between this and a year from now
+# A window is at most 7 days (a rule's window_minutes) and ends when its alert last fired, so it starts at
+# most this long before the alert first fired.
+ALERT_SLACK = timedelta(days=7)
 
 
 def _nav(request: HttpRequest, **context: Any) -> dict[str, Any]:
@@ -47,6 +66,79 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "sentiment/index.html", context)
 
 
+@dataclass(frozen=True)
+class ChartRange:
+    start: datetime
+    end: datetime
+    key: str  # one of PERIODS, or "custom"
+    error: str = ""
+
+    @property
+    def granularity(self) -> str:
+        return "hour" if self.end - self.start <= HOURLY_UP_TO else "day"
+
+
+def _parse_local(value: str) -> datetime | None:
+    """A datetime-local value (the page's times are UTC)."""
+    for fmt in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return datetime.strptime(value.strip(), fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+def _custom_range(raw_from: str, raw_to: str, now: datetime) -> ChartRange:
+    start, end = _parse_local(raw_from), _parse_local(raw_to)
+    if start is None or end is None:
+        error = "Enter both dates as date and time (for example 2026-01-05 09:00)."
+    elif end <= start:
+        error = "“To” must be after “From”."
+    elif start < EARLIEST or end > now + timedelta(days=366):
+        error = f"Pick dates between {EARLIEST:%Y} and a year from now."
+    elif end - start > MAX_CUSTOM_RANGE:
+        error = f"A custom range is at most {MAX_CUSTOM_RANGE.days} days."
+    else:
+        return ChartRange(start, end, "custom")
+    return ChartRange(now - PERIODS[DEFAULT_PERIOD], now, DEFAULT_PERIOD, error)
+
+
+def _chart_range(query: Any, now: datetime) -> ChartRange:
+    """`?range=6h`, a custom `?from=…&to=…`, or the older `?days=N`; anything else falls back to 7 days."""
+    if "from" in query or "to" in query:
+        return _custom_range(query.get("from", ""), query.get("to", ""), now)
+    key = query.get("range", "")
+    if key not in PERIODS:
+        key = OLD_DAYS.get(query.get("days", ""), DEFAULT_PERIOD)
+    return ChartRange(now - PERIODS[key], now, key)
+
+
+def _alert_windows(alerts: Any, start: datetime, end: datetime) -> list[charts.AlertWindow]:
+    """The window each alert last looked at (detail window_start/window_end; without them, the rule's
+    minutes up to when it fired). An alert that keeps firing moves its window on, so an alert fired long
+    before `start` may still show; one resolved before `start` cannot."""
+    out = []
+    for alert in alerts.filter(fired_at__lte=end + ALERT_SLACK).exclude(resolved_at__lt=start)[:200]:
+        detail = alert.detail or {}
+        try:
+            w_start = _aware(datetime.fromisoformat(detail["window_start"]))
+            w_end = _aware(datetime.fromisoformat(detail["window_end"]))
+        except (KeyError, TypeError, ValueError):
+            w_end = alert.fired_at
+            w_start = w_end - timedelta(minutes=alert.rule.window_minutes)
+        out.append(charts.AlertWindow(w_start, w_end, alert.rule.name))
+    return out
+
+
+def _bucket_start(at: datetime, granularity: str) -> datetime:
+    hour = at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return hour.replace(hour=0) if granularity == "day" else hour
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 @access("sentiment.view_entity")
 @login_required
 @permission_required("sentiment.view_entity", raise_exception=True)
@@ -54,22 +146,27 @@ def entity_detail(request: HttpRequest, ticker: str) -> HttpResponse:
     entity = selectors.entity_by_ticker(ticker)
     if entity is None:
         raise Http404(f"No entity with ticker {ticker!r}.")
-    try:
-        days = int(request.GET.get("days", 7))
-    except ValueError:
-        days = 7
-    days = days if days in RANGES else 7
-    granularity, points = selectors.entity_series(entity=entity, days=days)
+    chart = _chart_range(request.GET, timezone.now())
+    granularity = chart.granularity
+    start = _bucket_start(chart.start, granularity)  # the bucket holding `start` is in range too
+    rows = selectors.bucket_series(entity=entity, granularity=granularity, start=start, end=chart.end)
+    points = [selectors.Point(r.start, r.count, r.mean_score) for r in rows]
+    windows = _alert_windows(selectors.alerts(status="all", entity=entity), start, chart.end)
+    figure = charts.entity_figure(points, windows, start=start, end=chart.end, granularity=granularity)
     context = _nav(
         request,
         entity=entity,
-        days=days,
-        ranges=RANGES,
+        chart=chart,
+        periods=list(PERIODS),
         granularity=granularity,
         points=points,
+        figure=figure if points else None,
+        custom_from=request.GET.get("from", f"{chart.start:%Y-%m-%dT%H:%M}"),
+        custom_to=request.GET.get("to", f"{chart.end:%Y-%m-%dT%H:%M}"),
         items=selectors.latest_items(entity=entity),
         alerts=selectors.alerts(status="open", entity=entity),
     )
+    # A bad custom range is a 200: the error beside the form, and the default 7 days drawn meanwhile.
     return render(request, "sentiment/entity.html", context)
 
 

@@ -31,3 +31,30 @@ function markScrollable(root) {
 document.addEventListener("DOMContentLoaded", () => markScrollable(document));
 document.addEventListener("htmx:afterSwap", (event) => markScrollable(event.target));
 window.addEventListener("resize", () => markScrollable(document));
+// <time data-local datetime="...Z"> (the `when` tag, apps/core/templatetags/ui.py): shown in the reader's own
+// zone, named ("2026-12-02 20:51 EET"); the server's text (its TIME_ZONE) stays if Intl cannot do it.
+function localizeTimes(root) {
+  if (!root || !root.querySelectorAll || !window.Intl || !Intl.DateTimeFormat) return;
+  root.querySelectorAll("time[data-local][datetime]").forEach((el) => {
+    try {
+      const moment = new Date(el.getAttribute("datetime"));
+      if (isNaN(moment.getTime())) return;
+      const options = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+        hourCycle: "h23", timeZoneName: "short" };
+      if (el.dataset.local === "seconds") options.second = "2-digit";
+      const parts = {};
+      new Intl.DateTimeFormat("en-GB", options).formatToParts(moment).forEach((p) => { parts[p.type] = p.value; });
+      if (!parts.year || !parts.timeZoneName) return;
+      let text = `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
+      if (options.second) text += `:${parts.second}`;
+      el.textContent = `${text} ${parts.timeZoneName}`;
+    } catch (error) {
+      // keep the server's text
+    }
+  });
+}
+document.addEventListener("DOMContentLoaded", () => localizeTimes(document));
+document.addEventListener("htmx:load", (event) => localizeTimes(event.target));
+// A region htmx is fetching says so to assistive technology too (app.css dims it).
+document.addEventListener("htmx:beforeRequest", (event) => event.detail.elt.setAttribute("aria-busy", "true"));
+document.addEventListener("htmx:afterRequest", (event) => event.detail.elt.removeAttribute("aria-busy"));

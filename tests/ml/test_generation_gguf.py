@@ -109,8 +109,9 @@ def test_max_new_tokens_and_deadline(native: Any) -> None:
     )
 
     assert capped.tokens == 5 and capped.finish_reason == "length"
-    assert late.finish_reason == "deadline" and late.tokens < 2000
-    assert late.total_s < 0.3 + 3.0
+    # No wall-clock bound (a loaded machine only makes it slower): stopping by the deadline shows in the
+    # reason and in a count far below what 2,000 tokens would take; 500 tokens in 0.3 s is beyond any CPU.
+    assert late.finish_reason == "deadline" and late.tokens < 500
 
 
 def test_stream_chunks_concatenate_to_the_generated_text(native: Any) -> None:

@@ -70,6 +70,8 @@ from django.utils import timezone
 
 from apps.core import outbound
 from apps.core.errors import ServiceError
+from apps.core.live import publish
+from apps.sentiment.apps import LIVE_ALERTS
 from apps.sentiment.models import Alert, AlertRule, Delivery, DeliveryAttempt, Notification
 from apps.sentiment.selectors import DELIVERY_WAITING
 
@@ -482,3 +484,4 @@ def _record(delivery: Delivery, outcome: Outcome, duration_ms: float, now: datet
         )
         logger.warning("delivery %s failed for good: %s", delivery.pk, outcome.error)
     delivery.save(update_fields=["attempts", "status", "sent_at", "next_attempt_at"])
+    publish(LIVE_ALERTS)  # the alert page lists deliveries and their attempts; a failure adds a notification

@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.core.models import JobStatus, PromptTemplate, TrainingJob
 from apps.core.services.prompts import prompt_template_create
 from apps.sentiment.models import Alert, AlertRule, Entity
+from tests.apps.sentiment import alert_factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SHOTS = Path(settings.BASE_DIR) / "var" / "test-screenshots"
@@ -28,13 +29,21 @@ def pages(make_user: Any) -> list[tuple[str, str]]:
     job = TrainingJob.objects.create(kind="text_classifier", status=JobStatus.RUNNING, step=1, total_steps=4)
     prompt_template_create(user=admin, name="greeting", description="Hello", body="Hello {{ customer_name }}")
     entity = Entity.objects.create(ticker="ACME", name="Acme Corp", aliases=["Acme"])
+    now = timezone.now()
+    f.series([*f.calm(47), f.stats(12, -0.6, 11)], end=now, ent=entity)  # two calm days, then a drop
+    f.item(entity, now - timedelta(minutes=10), -0.9, title="Acme recalls every widget it sold this year")
     rule = AlertRule.objects.create(name="ACME drop", entity=entity, condition="score_drop", threshold=3)
     alert = Alert.objects.create(
         rule=rule,
         entity=entity,
         severity="warning",
         value=-4.2,
-        fired_at=timezone.now() - timedelta(minutes=5),
+        fired_at=now - timedelta(minutes=5),
+        detail={
+            "window_start": (now - timedelta(hours=1)).isoformat(),
+            "window_end": now.isoformat(),
+            "count": 12,
+        },
     )
     assert PromptTemplate.objects.filter(name="greeting").exists()
     return [
@@ -79,6 +88,8 @@ def test_every_page_fits_has_no_errors_and_no_serious_accessibility_violations(p
         for name, path in pages:
             response = page.goto(f"{live_server.url}{path}")
             assert response is not None and response.status == 200, f"{path}: {response and response.status}"
+            if page.locator("[data-figure]").count():  # a chart: measured and scanned once drawn
+                page.wait_for_selector("[data-figure][data-drawn] .main-svg", timeout=10_000)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             if overflow > 0:
                 problems.append(f"{path} at {width} px: {overflow} px wider than the window")

@@ -240,6 +240,15 @@ def test_a_rejecting_endpoint_is_not_retried(receiver):
     assert delivery.attempt_log.get().status_code == 404 and len(receiver.requests) == 1
 
 
+def test_each_attempt_tells_the_live_alert_pages(receiver, monkeypatch, django_capture_on_commit_callbacks):
+    receiver.statuses = [503]
+    fired_alert([{"type": "webhook", "url": receiver.url, "secret": SECRET}])
+    published: list[tuple[str, ...]] = []
+    monkeypatch.setattr(svc, "publish", lambda *topics, **kw: published.append(topics))
+    svc.delivery_send(delivery_id=Delivery.objects.get().pk)
+    assert published == [("sentiment.alerts",)]
+
+
 def test_an_unreachable_endpoint_is_logged_and_retried(settings):
     settings.OUTBOUND_ALLOW_NETWORKS = LOOPBACK_ALLOWED
     with socket.socket() as s:  # a port nobody listens on

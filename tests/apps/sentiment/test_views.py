@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -254,14 +255,44 @@ def test_overview_shows_the_counts_it_compares_and_no_change_from_one_earlier_it
     assert "Items 24 h before" in page
 
 
-def test_entity_page_draws_score_and_volume_charts(client, world):
+def test_entity_page_draws_score_and_volume_in_one_plotly_figure(client, world):
     client.force_login(world["users"]["analyst"])
     page = client.get("/sentiment/entities/ACME/?days=7").content.decode()
-    assert page.count("<svg") == 2 and "<polyline" in page
-    assert page.count('<rect class="volume"') == 49  # one bar per hour bucket
+    figure = json.loads(
+        re.search(r'<script id="entity-figure" type="application/json">(.*?)</script>', page).group(1)
+    )
+    assert [t["type"] for t in figure["data"]] == ["scatter", "bar"]
+    assert len(figure["data"][1]["y"]) == 49  # one bar per hour bucket
+    assert [s["label"]["text"] for s in figure["layout"]["shapes"]] == ["ACME drop"]  # the alert's window
+    assert "<svg" not in page and 'src="/static/vendor/plotly.min.js"' in page
     assert "ACME warns on profits" in page and "negative" in page
     assert "cdn" not in page.lower()
     assert client.get("/sentiment/entities/NOPE/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("url", "region", "topics"),
+    [
+        ("/sentiment/", "overview-live", "sentiment.series sentiment.alerts"),
+        ("/sentiment/entities/ACME/?range=24h", "entity-live", "sentiment.series sentiment.alerts"),
+        ("/sentiment/alerts/?status=all", "alerts-live", "sentiment.alerts"),
+        ("/sentiment/alerts/{alert}/", "alert-live", "sentiment.alerts"),
+        ("/sentiment/rules/", "sentiment-nav", "sentiment.alerts"),
+    ],
+)
+def test_pages_a_user_watches_are_live_regions_that_refetch_themselves(client, world, url, region, topics):
+    """Each region fetches its own page again and swaps in only itself; its controls inherit none of that."""
+    client.force_login(world["users"]["analyst"])
+    url = url.format(alert=world["alert"].pk)
+    page = client.get(url).content.decode()
+    tag = re.search(rf'<div id="{region}"[^>]*>', page)
+    assert tag, f"no #{region} on {url}"
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', tag.group(0)))
+    assert attrs["data-live"] == topics
+    assert attrs["hx-get"] == url.replace("&", "&amp;") and attrs["hx-trigger"] == "live"
+    assert (attrs["hx-select"], attrs["hx-swap"], attrs["hx-disinherit"]) == (f"#{region}", "outerHTML", "*")
+    # what the region refetches is the same page: the swapped-in copy holds the region itself
+    assert f'id="{region}"' in client.get(url, HTTP_HX_REQUEST="true").content.decode()
 
 
 def test_notifications_list_and_mark_read(client, world):
