@@ -21,7 +21,7 @@ from django import template
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
 register = template.Library()
 
@@ -35,6 +35,9 @@ TONES: dict[str, str] = {
     "succeeded": "ok",
     "failed": "bad",
     "cancelled": "idle",
+    "indexing": "info",
+    "ready": "ok",
+    "deleting": "warn",
     # model versions
     "active": "ok",
     "inactive": "idle",
@@ -137,7 +140,7 @@ def when_tag(
 # --- key/value tables --------------------------------------------------------------------------------------
 
 MAX_DEPTH = 4
-NONE_HTML = mark_safe('<span class="muted">none</span>')
+NONE_HTML = format_html('<span class="muted">{}</span>', "none")
 
 
 def format_scalar(value: Any) -> str:
