@@ -68,7 +68,7 @@ def api(client: Client, make_user: Any) -> Client:
 def test_the_routes_found_include_every_list() -> None:
     assert {pattern.name for _, pattern in LIST_ROUTES} == {
         "api-jobs", "api-models", "api-prompts", "api-sentiment-items", "api-sentiment-entities",
-        "api-sentiment-alerts",
+        "api-sentiment-alerts", "api-support-kbs", "api-support-documents",
     }  # fmt: skip
     assert {"api-sentiment-series", "api-sentiment-entity-series"} <= {p.name for _, p in GET_ROUTES}
 
@@ -93,6 +93,7 @@ def test_an_unknown_query_parameter_is_a_400_naming_it_and_the_accepted_ones(
 def test_pagination_and_format_stay_allowed_on_every_list(
     api: Client, path: str, pattern: URLPattern
 ) -> None:
+    ROWS[pattern.name]()  # a list under a parent (a knowledge base's documents) needs the parent to exist
     response = api.get(path, {"limit": "5", "offset": "0", "format": "json"})
 
     assert response.status_code == 200, response.content[:300]
@@ -163,6 +164,22 @@ def _alerts() -> None:
         )
 
 
+def _knowledge_bases() -> None:
+    from apps.support.services.knowledge import kb_create
+
+    for name in ("Alpha", "Beta", "Gamma"):
+        kb_create(name=name)
+
+
+def _documents() -> None:
+    from apps.support.models import Document
+    from apps.support.services.knowledge import kb_create
+
+    kb = kb_create(name="Nope", slug="nope")  # the path the list routes are called with
+    for title in ("a", "b", "c"):
+        Document.objects.create(kb=kb, title=title, source="paste", format="text")
+
+
 ROWS: dict[str, Callable[[], None]] = {
     "api-jobs": _jobs,
     "api-models": _models,
@@ -170,6 +187,8 @@ ROWS: dict[str, Callable[[], None]] = {
     "api-sentiment-items": _items,
     "api-sentiment-entities": _entities,
     "api-sentiment-alerts": _alerts,
+    "api-support-kbs": _knowledge_bases,
+    "api-support-documents": _documents,
 }
 
 

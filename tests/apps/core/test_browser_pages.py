@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.core.models import JobStatus, PromptTemplate, TrainingJob
 from apps.core.services.prompts import prompt_template_create
 from apps.sentiment.models import Alert, AlertRule, Entity
+from apps.support.models import Document, KnowledgeBase
 from tests.apps.sentiment import alert_factories as f
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -46,6 +47,14 @@ def pages(make_user: Any) -> list[tuple[str, str]]:
         },
     )
     assert PromptTemplate.objects.filter(name="greeting").exists()
+    kb = KnowledgeBase.objects.create(name="Help centre", slug="help", index_name="support-help")
+    Document.objects.create(
+        kb=kb, title="Refunds", source="paste", format="markdown", status="ready", version=1
+    )
+    Document.objects.create(
+        kb=kb, title="Terms.pdf", source="upload", format="pdf", status="failed",
+        error="the PDF is password-protected: upload a copy without a password", visibility="internal",
+    )  # fmt: skip
     return [
         ("overview", "/"),
         ("jobs", "/jobs/"),
@@ -62,6 +71,8 @@ def pages(make_user: Any) -> list[tuple[str, str]]:
         ("rule-new", "/sentiment/rules/new/"),
         ("notifications", "/sentiment/notifications/"),
         ("sources", "/sentiment/sources/"),
+        ("support", "/support/"),
+        ("support-kb", "/support/kb/help/"),
         ("password", "/accounts/password/"),
     ]
 

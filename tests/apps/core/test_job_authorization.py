@@ -24,13 +24,18 @@ PRIVILEGED: dict[tuple[str, str, object], str] = {
     ("sentiment_train", "promote", "always"): PROMOTE,
     ("sentiment_train", "promote", "if_better"): PROMOTE,
     ("text_classifier", "promote", "if_first"): PROMOTE,
+    ("support_intent", "promote", "always"): PROMOTE,
+    ("support_intent", "promote", "if_better"): PROMOTE,
 }
 ROLES = (None, roles.AGENT, roles.ANALYST, roles.ADMIN)
 # Values that are only valid together with another one.
 TOGETHER: dict[tuple[str, str, object], dict[str, object]] = {
     ("sentiment_train", "class_weights", False): {"soup": False},
 }
-BASE_PARAMS = {"sentiment_rescore": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}}
+BASE_PARAMS = {
+    "sentiment_rescore": {"start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"},
+    "support_ingest": {"document": 1},
+}
 
 
 def _needs(kind: Any, params: dict[str, Any]) -> set[str]:

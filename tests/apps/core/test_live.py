@@ -48,6 +48,8 @@ def no_coalescing(settings: Any) -> None:
         (roles.ADMIN, ["jobs"], None),
         (roles.AGENT, ["jobs"], 403),  # agents do not see jobs
         (roles.AGENT, ["sentiment.alerts"], 403),
+        (roles.AGENT, ["support.kb.3"], None),
+        (roles.ANALYST, ["support.kb.3"], 403),  # analysts do not see the knowledge bases
         (roles.ANALYST, ["nope"], 400),
         (roles.ANALYST, ["sentiment.alerts.extra"], 400),  # an exact name is not a prefix
         (roles.ANALYST, ["Jobs"], 400),

@@ -25,15 +25,18 @@ def plugin_installed(settings):
 def test_the_installed_apps_declare_the_suite():
     labels = [config.label for config in platform.contexta_apps()]
     assert labels == ["core", "support", "sentiment", "recommender"]
-    # support and recommender have no pages yet, so no navigation entry
+    # the recommender has no pages yet, so no navigation entry
     assert [e.label for e in platform.navigation_entries()] == [
         "Overview",
+        "Support",
         "Sentiment",
         "Jobs",
         "Models",
         "Prompts",
     ]
-    assert {"sentiment_train", "sentiment_rescore", "text_classifier"} <= {k.name for k in all_kinds()}
+    assert {"sentiment_train", "sentiment_rescore", "text_classifier", "support_ingest"} <= {
+        k.name for k in all_kinds()
+    }
 
 
 def test_roles_hold_what_the_apps_declare():
@@ -55,7 +58,11 @@ def test_beat_runs_every_declared_periodic_task():
 
 
 def test_a_new_app_plugs_in_by_its_declaration_alone(plugin_installed):
-    assert [e.label for e in platform.navigation_entries()][1:3] == ["Sentiment", "Plugin"]  # by order
+    assert [e.label for e in platform.navigation_entries()][1:4] == [
+        "Support",
+        "Sentiment",
+        "Plugin",
+    ]  # by order
     assert ("api/plugin/", f"{PLUGIN}.urls") in platform.url_mounts()
     assert ("plugin/", f"{PLUGIN}.urls") in platform.url_mounts()
     assert "core.view_trainingjob" in role_permissions()[AGENT]
@@ -86,8 +93,8 @@ def test_navigation_shows_each_role_its_own_apps(client, make_user):
     for role in (ADMIN, AGENT, ANALYST):
         client.force_login(make_user(role))
         seen[role] = [label for label, _ in client.get("/").context["nav"]]
-    assert seen[ADMIN] == ["Overview", "Sentiment", "Jobs", "Models", "Prompts"]
-    assert seen[AGENT] == ["Overview", "Prompts"]
+    assert seen[ADMIN] == ["Overview", "Support", "Sentiment", "Jobs", "Models", "Prompts"]
+    assert seen[AGENT] == ["Overview", "Support", "Prompts"]
     assert seen[ANALYST] == ["Overview", "Sentiment", "Jobs", "Models", "Prompts"]
 
 
