@@ -26,6 +26,7 @@ ORDER = [
     "bench_embeddings",
     "bench_classify",
     "bench_search",
+    "bench_support_retrieval",
     "bench_generation",
     "bench_memory",
     "bench_sentiment",

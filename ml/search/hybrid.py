@@ -35,13 +35,16 @@ _FUSERS: dict[str, Callable[[list[list[Hit]], Sequence[float]], list[Fused]]] = 
 
 @dataclass(frozen=True)
 class HybridHit:
-    """A fused result with the 1-based rank it had in the dense and in the lexical list (None if absent)."""
+    """A fused result with the 1-based rank it had in the dense and in the lexical list (None if absent),
+    and its score there: the cosine similarity to the query and the BM25 score (None if absent)."""
 
     id: str
     score: float
     metadata: Metadata
     dense_rank: int | None
     lexical_rank: int | None
+    dense_score: float | None = None
+    lexical_score: float | None = None
 
 
 class HybridSearcher:
@@ -103,8 +106,13 @@ class HybridSearcher:
         dense = self.vectors.search(self.embedder.encode([text]), depth, filter)[0]
         lexical = self.lexical.search(text, depth, filter)
         meta = {hit.id: hit.metadata for hit in [*lexical, *dense]}
+        cosine = {hit.id: hit.score for hit in dense}
+        bm25 = {hit.id: hit.score for hit in lexical}
         fused = _FUSERS[self.fusion]([dense, lexical], self.weights)[:k]
-        return [HybridHit(f.id, f.score, meta[f.id], f.ranks[0], f.ranks[1]) for f in fused]
+        return [
+            HybridHit(f.id, f.score, meta[f.id], f.ranks[0], f.ranks[1], cosine.get(f.id), bm25.get(f.id))
+            for f in fused
+        ]
 
     def save(
         self, directory: Path | str, *, task: str = KIND, extra: Mapping[str, Any] | None = None

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from ml import api
+from ml.cache import MODELS
 from ml.errors import ArtifactError, InvalidInput
 from ml.registry import Registry
 
@@ -274,9 +275,11 @@ def real_index(real_backend, minilm_embedder, monkeypatch):
 
 def test_a_real_index_finds_paraphrases_by_meaning(real_index, minilm_embedder):
     assert real_index._searcher.vectors.backend == "faiss"
-    assert api.embedder() is minilm_embedder  # the cached model, not a second copy
+    loads = MODELS.loads
+    assert api.embedder() is api.embedder("torch-fp32")  # the cached model, not a second copy
 
     top = real_index.search("I forgot my login credentials", k=3)
+    assert MODELS.loads == loads  # searching loaded nothing more
     assert top[0].id == "password" and top[0].dense_rank == 1
     assert real_index.search("somebody took my card", k=1, filter={"topic": "cards"})[0].id == "freeze"
     assert all(
