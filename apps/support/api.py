@@ -73,6 +73,10 @@ class DocumentSerializer(serializers.ModelSerializer):
     kb = serializers.CharField(source="kb.slug", read_only=True, help_text="The knowledge base's slug.")
     chunk_count = serializers.IntegerField(read_only=True, default=0, help_text="Passages served.")
     answer_count = serializers.IntegerField(read_only=True, default=0, help_text="Curated answers served.")
+    # A plain string, not format "uri": documents that were not read from a URL have an empty one.
+    url = serializers.CharField(
+        read_only=True, help_text="The page it is read from; empty for other sources."
+    )
 
     class Meta:
         model = Document
